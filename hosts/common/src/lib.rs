@@ -1,0 +1,206 @@
+//! The start-up sequence every host shares: parse the command line, check every input, build
+//! the policy, print it or apply it. Only a host whose sandbox is fully applied gets past
+//! [`start`]; every failure before that is one line on stderr and exit status 1.
+
+pub mod cli;
+mod report;
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+use h_sandbox::{FsAccess, FsRule, Limit, Policy, Resource, SeccompProgram};
+
+pub use cli::{Options, Request};
+
+/// What a host is, as data: everything its policy is built from.
+pub struct HostProfile {
+    /// The binary's name (`hlua`).
+    pub name: &'static str,
+    /// The language, for `--help` (`Lua`).
+    pub language: &'static str,
+    /// The interpreter and its version, for `--version` (`Lua 5.4.7`).
+    pub interpreter_version: fn() -> String,
+    /// The default limit of every resource.
+    pub rlimits: &'static [(Resource, Limit)],
+    /// The interpreter's own files, resolved at build time: (path, access, why).
+    pub runtime_files: &'static [(&'static str, FsAccess, &'static str)],
+    /// The generated seccomp program for the architecture this binary was built for.
+    pub seccomp: &'static SeccompProgram,
+}
+
+/// A host ready to run its script: the sandbox is in force.
+pub struct Started {
+    /// The script as the user named it (for `arg[0]`, `sys.argv[0]`, ...).
+    pub script: PathBuf,
+    /// The script's canonical path (what the sandbox granted).
+    pub script_path: PathBuf,
+    /// The script's canonical directory.
+    pub script_dir: PathBuf,
+    pub script_args: Vec<OsString>,
+    pub allow_script_dir: bool,
+}
+
+/// Prints `HOST: message` and exits 1: the one way every host reports bad input or a failed stage.
+pub fn fail(host: &str, message: impl std::fmt::Display) -> ! {
+    let _ = writeln!(std::io::stderr(), "{host}: {message}");
+    exit(1)
+}
+
+fn canonical_existing(host: &str, what: &str, path: &Path) -> PathBuf {
+    match std::fs::canonicalize(path) {
+        Ok(path) => path,
+        Err(error) => fail(host, format!("{what} {}: {error}", path.display())),
+    }
+}
+
+/// The limits to set: the profile's defaults (or none with `-R`), then every `-r`, the last
+/// one for a resource winning, whatever the order of `-R` and `-r` on the command line.
+pub fn effective_rlimits(profile: &HostProfile, options: &Options) -> Vec<(Resource, Limit)> {
+    let mut limits: Vec<(Resource, Limit)> = if options.inherit_rlimits { Vec::new() } else { profile.rlimits.to_vec() };
+    for &(resource, limit) in &options.rlimits {
+        match limits.iter_mut().find(|(existing, _)| *existing == resource) {
+            Some(entry) => entry.1 = limit,
+            None => limits.push((resource, limit)),
+        }
+    }
+    limits
+}
+
+fn check_rlimits(host: &str, limits: &[(Resource, Limit)]) {
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    for &(resource, limit) in limits {
+        let Ok((_, hard)) = resource.current() else { continue };
+        let above = match (limit, hard) {
+            (_, Limit::Infinity) => false,
+            (Limit::Infinity, Limit::Value(_)) => true,
+            (Limit::Value(wanted), Limit::Value(hard)) => wanted > hard,
+        };
+        if above && !is_root {
+            fail(host, format!("rlimit {}={limit} is above the inherited hard limit {hard}", resource.name()));
+        }
+    }
+}
+
+fn environment(host: &str, options: &Options) -> Vec<(OsString, OsString)> {
+    let mut variables: Vec<(OsString, OsString)> = Vec::new();
+    for (name, value) in &options.env {
+        let value = match value {
+            Some(value) => value.clone(),
+            None => match std::env::var_os(name) {
+                Some(value) => value,
+                None => fail(host, format!("--env {}: the variable is not set", name.to_string_lossy())),
+            },
+        };
+        variables.retain(|(existing, _)| existing != name);
+        variables.push((name.clone(), value));
+    }
+    variables
+}
+
+/// Checks every input and builds the policy; exits 1 on the first problem.
+pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Started) {
+    let host = profile.name;
+    let script_path = canonical_existing(host, "cannot access script", &options.script);
+    match std::fs::File::open(&script_path).and_then(|file| file.metadata()) {
+        Ok(metadata) if metadata.is_file() => {}
+        Ok(_) => fail(host, format!("script {} is not a regular file", options.script.display())),
+        Err(error) => fail(host, format!("cannot read script {}: {error}", options.script.display())),
+    }
+    let script_dir = match script_path.parent() {
+        Some(parent) => parent.to_path_buf(),
+        None => fail(host, format!("script {} has no directory", script_path.display())),
+    };
+
+    let mut fs_rules = Vec::new();
+    let mut add = |path: PathBuf, access: FsAccess, why: String| fs_rules.push(FsRule { path, access, why });
+    if options.allow_script_dir {
+        add(script_dir.clone(), FsAccess::Read, "the script's directory (-s)".to_string());
+    } else {
+        add(script_path.clone(), FsAccess::Read, "the script".to_string());
+    }
+    for &(path, access, why) in profile.runtime_files {
+        add(canonical_existing(host, "runtime file missing:", Path::new(path)), access, why.to_string());
+    }
+    if options.allow_tmp {
+        add(canonical_existing(host, "cannot access", Path::new("/tmp")), FsAccess::ReadWrite, "-t".to_string());
+    }
+    if options.allow_localtime {
+        add(canonical_existing(host, "cannot access", Path::new("/etc/localtime")), FsAccess::Read, "-l".to_string());
+    }
+    for path in &options.allow_read {
+        add(canonical_existing(host, "cannot access --allow-read path", path), FsAccess::Read, "--allow-read".to_string());
+    }
+    for path in &options.allow_write {
+        add(canonical_existing(host, "cannot access --allow-write path", path), FsAccess::ReadWrite, "--allow-write".to_string());
+    }
+
+    let rlimits = effective_rlimits(profile, options);
+    check_rlimits(host, &rlimits);
+    let policy = Policy {
+        host,
+        rlimits,
+        fs_rules,
+        allow_degraded: options.allow_degraded,
+        environment: environment(host, options),
+        seccomp: profile.seccomp,
+    };
+    if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
+        fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");
+    }
+    let started = Started {
+        script: options.script.clone(),
+        script_path,
+        script_dir,
+        script_args: options.script_args.clone(),
+        allow_script_dir: options.allow_script_dir,
+    };
+    (policy, started)
+}
+
+/// `--version`: host, interpreter, and the running kernel's landlock ABI.
+pub fn version(profile: &HostProfile) -> String {
+    let landlock = match h_sandbox::landlock_abi() {
+        Some(abi) => format!("landlock ABI {abi}"),
+        None => "no landlock".to_string(),
+    };
+    format!(
+        "{} {} ({}; kernel: {landlock}; seccomp program for {})",
+        profile.name,
+        env!("CARGO_PKG_VERSION"),
+        (profile.interpreter_version)(),
+        profile.seccomp.arch
+    )
+}
+
+/// Parses the command line and applies the sandbox; returns only when the script may run.
+pub fn start(profile: &HostProfile) -> Started {
+    let host = profile.name;
+    let request = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(request) => request,
+        Err(error) => fail(host, error.0),
+    };
+    let options = match request {
+        Request::Help => {
+            print!("{}", cli::help(host, profile.language));
+            exit(0)
+        }
+        Request::Version => {
+            println!("{}", version(profile));
+            exit(0)
+        }
+        Request::Run(options) => options,
+    };
+    let (policy, started) = build_policy(profile, &options);
+    if options.print_policy {
+        print!("{}", report::render(profile, &options, &policy, &started));
+        let _ = std::io::stdout().flush();
+        exit(0)
+    }
+    if let Err(error) = h_sandbox::apply(&policy) {
+        fail(host, error)
+    }
+    started
+}

@@ -1,0 +1,85 @@
+//! `--print-policy`: the complete effective policy, as a person reads it.
+
+use std::fmt::Write as _;
+
+use h_sandbox::{LandlockFeatures, Policy, RuleAction, RLIMIT_RESOURCES};
+
+use crate::{HostProfile, Options, Started};
+
+pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, started: &Started) -> String {
+    let mut out = String::new();
+    let host = profile.name;
+    let _ = writeln!(out, "{host} {} policy for {}", env!("CARGO_PKG_VERSION"), started.script_path.display());
+    let _ = writeln!(out, "order: rlimits -> capabilities -> no_new_privs -> landlock -> seccomp, before the script's first line");
+
+    let _ = writeln!(out, "\nlandlock:");
+    match h_sandbox::landlock_abi() {
+        Some(abi) => {
+            let _ = writeln!(out, "  kernel ABI {abi}; enforced features:");
+            for (feature, enforced) in (LandlockFeatures { abi }).describe() {
+                let _ = writeln!(out, "    [{}] {feature}", if enforced { "x" } else { " " });
+            }
+        }
+        None if options.allow_degraded => {
+            let _ = writeln!(out, "  NOT ENFORCED: the kernel has no landlock and --allow-degraded was given;");
+            let _ = writeln!(out, "  the filesystem, TCP and scope restrictions below are missing (seccomp still applies)");
+        }
+        None => {
+            let _ = writeln!(out, "  UNAVAILABLE: the kernel has no landlock; {host} refuses to run without --allow-degraded");
+        }
+    }
+    let _ = writeln!(out, "  rules (everything else on the filesystem is denied):");
+    for rule in &policy.fs_rules {
+        let _ = writeln!(out, "    {:<13} {}  ({})", rule.access.describe(), rule.path.display(), rule.why);
+    }
+    let _ = writeln!(out, "  network: every TCP bind and connect denied (no port rules)");
+    let _ = writeln!(out, "  scopes: no signals to, and no abstract unix sockets of, processes outside the sandbox");
+
+    let program = policy.seccomp;
+    let _ = writeln!(
+        out,
+        "\nseccomp ({}, {} instructions; default: deny, printing \"{host}: sandbox denied NAME\" then SIGSYS;",
+        program.arch,
+        program.instructions.len()
+    );
+    let _ = writeln!(out, "  other architectures and x32 calls denied; argument checks compare all 64 bits):");
+    for rule in program.rules {
+        let action = match rule.action {
+            RuleAction::Allow => "allow".to_string(),
+            RuleAction::Errno(errno) => format!("errno {errno}"),
+        };
+        let condition =
+            if rule.conditions.is_empty() { String::new() } else { format!(" if {}", rule.conditions.join(" and ")) };
+        let _ = writeln!(out, "  {action} {}{condition}", rule.syscall);
+        let _ = writeln!(out, "      # {}", rule.why);
+    }
+
+    let _ = writeln!(out, "\nrlimits (soft = hard):");
+    for resource in RLIMIT_RESOURCES {
+        let value = match policy.rlimits.iter().find(|(set, _)| *set == resource) {
+            Some((_, limit)) => limit.to_string(),
+            None => match resource.current() {
+                Ok((soft, hard)) => format!("inherited (soft {soft}, hard {hard})"),
+                Err(error) => format!("inherited (unreadable: {error})"),
+            },
+        };
+        let _ = writeln!(out, "  {:<11} {value:<10} {}", resource.name(), resource.unit());
+    }
+    let _ = writeln!(out, "  SIGXFSZ ignored: writing past fsize fails with EFBIG instead of killing {host}");
+
+    let _ = writeln!(out, "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);");
+    let _ = writeln!(out, "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP");
+    let _ = writeln!(out, "no_new_privs: set");
+    let _ = writeln!(out, "file descriptors: only 0, 1 and 2 are inherited");
+    if policy.environment.is_empty() {
+        let _ = writeln!(out, "environment: empty");
+    } else {
+        let _ = writeln!(out, "environment:");
+        for (name, value) in &policy.environment {
+            let _ = writeln!(out, "  {}={}", name.to_string_lossy(), value.to_string_lossy());
+        }
+    }
+    let arguments: Vec<String> = started.script_args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect();
+    let _ = writeln!(out, "script arguments: {arguments:?}");
+    out
+}

@@ -1,0 +1,165 @@
+//! Landlock: the filesystem rules, TCP bind/connect and the IPC scopes.
+//!
+//! The ruleset handles every right this crate knows (up to [`HANDLED_ABI`]) in best-effort mode,
+//! so the kernel enforces all the rights it has; what it lacks is reported by
+//! [`LandlockFeatures`] and shown by `--print-policy`. No landlock at all is an error unless the
+//! user asked for a degraded run.
+
+use std::path::PathBuf;
+
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+/// The newest landlock ABI whose rights the ruleset asks for. Kernels with an older ABI enforce
+/// the subset they know.
+const HANDLED_ABI: ABI = ABI::V10;
+
+/// What a rule grants beneath its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsAccess {
+    /// Read files; list directories.
+    Read,
+    /// Read, and execute files (an interpreter a host execs, and its libraries).
+    ReadExecute,
+    /// Read, and write, create, remove, rename and truncate files and directories.
+    ReadWrite,
+}
+
+impl FsAccess {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FsAccess::Read => "read",
+            FsAccess::ReadExecute => "read+execute",
+            FsAccess::ReadWrite => "read+write",
+        }
+    }
+
+    fn rights(self, is_directory: bool) -> BitFlags<AccessFs> {
+        let read_file = AccessFs::ReadFile;
+        let write_file = AccessFs::WriteFile | AccessFs::Truncate;
+        let file_rights = match self {
+            FsAccess::Read => BitFlags::from(read_file),
+            FsAccess::ReadExecute => read_file | AccessFs::Execute,
+            FsAccess::ReadWrite => write_file | read_file,
+        };
+        if !is_directory {
+            return file_rights;
+        }
+        let directory_rights = match self {
+            FsAccess::Read | FsAccess::ReadExecute => BitFlags::from(AccessFs::ReadDir),
+            FsAccess::ReadWrite => {
+                AccessFs::ReadDir
+                    | AccessFs::RemoveDir
+                    | AccessFs::RemoveFile
+                    | AccessFs::MakeDir
+                    | AccessFs::MakeReg
+                    | AccessFs::MakeSym
+                    | AccessFs::Refer
+            }
+        };
+        file_rights | directory_rights
+    }
+}
+
+/// One landlock rule: `access` beneath `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsRule {
+    pub path: PathBuf,
+    pub access: FsAccess,
+    /// Why the host grants it (shown by `--print-policy`).
+    pub why: String,
+}
+
+/// What a landlock ABI version enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LandlockFeatures {
+    pub abi: u32,
+}
+
+impl LandlockFeatures {
+    /// One line per feature, with whether this ABI enforces it.
+    pub fn describe(self) -> Vec<(&'static str, bool)> {
+        let abi = self.abi;
+        vec![
+            ("filesystem: execute, read, write, create, remove (ABI 1)", abi >= 1),
+            ("filesystem: link and rename across directories (ABI 2)", abi >= 2),
+            ("filesystem: truncate (ABI 3)", abi >= 3),
+            ("network: TCP bind and connect (ABI 4)", abi >= 4),
+            ("filesystem: ioctl on devices (ABI 5)", abi >= 5),
+            ("scope: abstract unix sockets and signals (ABI 6)", abi >= 6),
+            ("audit logging of denials (ABI 7)", abi >= 7),
+            ("filesystem: connect to pathname unix sockets (ABI 9)", abi >= 9),
+        ]
+    }
+}
+
+/// The landlock ABI of the running kernel, or `None` when it has no landlock.
+pub fn landlock_abi() -> Option<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute pointer, size 0 and the VERSION flag the kernel only
+    // returns the ABI number; no memory is read or written.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(version).ok().filter(|&abi| abi > 0)
+}
+
+/// How the landlock stage ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LandlockOutcome {
+    /// Enforced with everything the kernel's ABI knows.
+    Enforced(LandlockFeatures),
+    /// The kernel has no landlock and the user accepted running without it.
+    Degraded,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    #[error("the kernel has no landlock (use --allow-degraded to run without the filesystem layer)")]
+    Unavailable,
+    #[error("cannot build the ruleset: {0}")]
+    Ruleset(landlock::RulesetError),
+    #[error("cannot open {path} for a rule: {source}")]
+    Path { path: PathBuf, source: landlock::PathFdError },
+    #[error("cannot add the rule for {path}: {source}")]
+    Rule { path: PathBuf, source: landlock::RulesetError },
+    #[error("cannot restrict the process: {0}")]
+    Restrict(landlock::RulesetError),
+    #[error("the kernel reported the ruleset as not enforced")]
+    NotEnforced,
+}
+
+pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<LandlockOutcome, LandlockError> {
+    let Some(abi) = landlock_abi() else {
+        return if allow_degraded { Ok(LandlockOutcome::Degraded) } else { Err(LandlockError::Unavailable) };
+    };
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(HANDLED_ABI))
+        .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
+        .and_then(|ruleset| ruleset.scope(Scope::from_all(HANDLED_ABI)))
+        .and_then(|ruleset| ruleset.create())
+        .map_err(LandlockError::Ruleset)?;
+    for rule in rules {
+        let is_directory = rule.path.is_dir();
+        let descriptor =
+            PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(descriptor, rule.access.rights(is_directory)))
+            .map_err(|source| LandlockError::Rule { path: rule.path.clone(), source })?;
+    }
+    let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => {
+            Ok(LandlockOutcome::Enforced(LandlockFeatures { abi }))
+        }
+        RulesetStatus::NotEnforced => Err(LandlockError::NotEnforced),
+    }
+}

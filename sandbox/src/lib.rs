@@ -1,0 +1,105 @@
+//! h's sandbox: one policy, one ordered [`apply`].
+//!
+//! A host builds a [`Policy`] (all data, nothing decided here from the environment) and calls
+//! [`apply`] before the script's first line. Every stage fails closed: an error from any stage is
+//! returned before the next one starts, and the host must exit without running the script.
+
+mod capabilities;
+mod denial;
+mod descriptors;
+mod environment;
+mod filesystem;
+mod limits;
+mod privileges;
+pub mod seccomp_program;
+mod syscall_filter;
+mod threads;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub use capabilities::{CapabilitiesError, CapabilityReport};
+pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
+pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
+pub use privileges::NoNewPrivsError;
+pub use seccomp_program::{RuleAction, RuleDescription, SeccompProgram, SockFilter};
+pub use syscall_filter::SeccompError;
+pub use threads::ThreadsError;
+
+/// Everything the sandbox enforces, decided before [`apply`] runs.
+#[derive(Debug)]
+pub struct Policy {
+    /// The host's name, used in denial messages (`hlua: sandbox denied execve`).
+    pub host: &'static str,
+    /// Every resource limit, soft = hard = the value; a resource left out keeps the inherited limit.
+    pub rlimits: Vec<(Resource, Limit)>,
+    /// The landlock rules; everything else on the filesystem is denied.
+    pub fs_rules: Vec<FsRule>,
+    /// Run (without the filesystem layer) on a kernel that has no landlock at all.
+    pub allow_degraded: bool,
+    /// The environment the script sees; nothing else is inherited.
+    pub environment: Vec<(OsString, OsString)>,
+    /// The generated allow-list for this host and architecture.
+    pub seccomp: &'static SeccompProgram,
+}
+
+impl Policy {
+    /// The landlock rule for a path, if any (used by `--print-policy` and tests).
+    pub fn fs_rule(&self, path: &std::path::Path) -> Option<&FsRule> {
+        self.fs_rules.iter().find(|rule| rule.path == path)
+    }
+}
+
+/// What [`apply`] achieved, for the host to report.
+#[derive(Debug)]
+pub struct Applied {
+    pub landlock: LandlockOutcome,
+    pub capabilities: CapabilityReport,
+}
+
+/// A stage that could not be applied. The script must not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the host is not single-threaded: {0}")]
+    Threads(#[from] ThreadsError),
+    #[error("cannot close inherited file descriptors: {0}")]
+    Descriptors(std::io::Error),
+    #[error("rlimits: {0}")]
+    Rlimit(#[from] RlimitError),
+    #[error("capabilities: {0}")]
+    Capabilities(#[from] CapabilitiesError),
+    #[error("no_new_privs: {0}")]
+    NoNewPrivs(#[from] NoNewPrivsError),
+    #[error("landlock: {0}")]
+    Landlock(#[from] LandlockError),
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] SeccompError),
+}
+
+/// Applies `policy` to the calling process, in this order:
+///
+/// 0. Check that the process has one thread: landlock restricts only the calling thread.
+///    Close every inherited descriptor above stderr, and replace the environment.
+/// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
+///    file-size limit surfaces as `EFBIG` rather than a kill).
+/// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone.
+/// 3. `no_new_privs`: no exec can gain privileges again; landlock and seccomp require it unprivileged.
+/// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
+///    unless `allow_degraded`.
+/// 5. Seccomp, last, because every earlier stage makes syscalls the allow-list forbids.
+pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
+    threads::ensure_single_threaded()?;
+    descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
+    environment::replace(&policy.environment);
+    limits::apply(&policy.rlimits)?;
+    let capabilities = capabilities::drop_all()?;
+    privileges::set_no_new_privs()?;
+    let landlock = filesystem::restrict(&policy.fs_rules, policy.allow_degraded)?;
+    syscall_filter::install(policy.host, policy.seccomp)?;
+    Ok(Applied { landlock, capabilities })
+}
+
+/// Paths that must exist for a policy to be applied; a host checks them before printing or applying.
+pub fn missing_paths(policy: &Policy) -> Vec<PathBuf> {
+    policy.fs_rules.iter().filter(|rule| !rule.path.exists()).map(|rule| rule.path.clone()).collect()
+}

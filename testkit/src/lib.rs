@@ -1,0 +1,414 @@
+//! The case runner behind every host's `tests/cases.rs`.
+//!
+//! A case is a folder with a `test.toml` and the files it needs. Each case runs in a fresh
+//! work directory, in a fresh process, as root and as the unprivileged user `h-test` (created
+//! when missing) when the tests run as root, else as the current user. A case in an `attacks`
+//! folder must carry a `[control]` run: the same script under the bare interpreter, which must
+//! show that the attack works without the sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// What a run must show.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Exit status (default 0 unless `signal` is given).
+    pub exit: Option<i32>,
+    /// Name of the signal that must end the process (e.g. "SIGSYS").
+    pub signal: Option<String>,
+    /// Exact stdout.
+    pub stdout: Option<String>,
+    #[serde(default)]
+    pub stdout_contains: Vec<String>,
+    #[serde(default)]
+    pub stdout_lacks: Vec<String>,
+    #[serde(default)]
+    pub stderr_contains: Vec<String>,
+    /// Paths (relative to the work directory) that must exist afterwards.
+    #[serde(default)]
+    pub exists: Vec<String>,
+    /// Paths that must not exist afterwards.
+    #[serde(default)]
+    pub absent: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// One sentence: what this case proves.
+    pub about: String,
+    /// Host options before the script.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The script, relative to the case folder.
+    #[serde(default = "default_script")]
+    pub script: String,
+    #[serde(default)]
+    pub script_args: Vec<String>,
+    pub stdin: Option<String>,
+    /// Extra environment of the host process (on top of PATH and HOME).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files created before the run, relative to the work directory.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// Seconds before the run is killed and the case fails.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// Run only as these users: "root", "user" (default both).
+    pub users: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub expect: Expect,
+    /// The same script under the bare interpreter, showing the attack works unsandboxed.
+    pub control: Option<Expect>,
+}
+
+fn default_script() -> String {
+    "main".to_string()
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+/// A host's test suite.
+pub struct Suite<'a> {
+    pub host: &'a str,
+    /// The host binary (`env!("CARGO_BIN_EXE_hlua")`).
+    pub binary: &'a str,
+    /// The bare interpreter for control runs (`["lua5.4"]`).
+    pub control: &'a [&'a str],
+    /// The crate directory (`env!("CARGO_MANIFEST_DIR")`).
+    pub manifest_dir: &'a str,
+    /// Case folders inside it; those named `attacks` require control runs.
+    pub folders: &'a [&'a str],
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RunAs {
+    label: &'static str,
+    uid: u32,
+    gid: u32,
+}
+
+const TEST_USER: &str = "h-test";
+
+fn unprivileged_user() -> RunAs {
+    let lookup = || -> Option<(u32, u32)> {
+        let uid = Command::new("id").args(["-u", TEST_USER]).output().ok()?;
+        let gid = Command::new("id").args(["-g", TEST_USER]).output().ok()?;
+        if !uid.status.success() {
+            return None;
+        }
+        Some((String::from_utf8(uid.stdout).ok()?.trim().parse().ok()?, String::from_utf8(gid.stdout).ok()?.trim().parse().ok()?))
+    };
+    let (uid, gid) = match lookup() {
+        Some(ids) => ids,
+        None => {
+            let status = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+                .status()
+                .expect("useradd");
+            assert!(status.success(), "cannot create the test user {TEST_USER}");
+            lookup().expect("test user after useradd")
+        }
+    };
+    RunAs { label: "user", uid, gid }
+}
+
+fn users() -> Vec<RunAs> {
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        vec![RunAs { label: "root", uid: 0, gid: 0 }, unprivileged_user()]
+    } else {
+        vec![RunAs { label: "user", uid, gid }]
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn chown_tree(path: &Path, who: RunAs) {
+    std::os::unix::fs::lchown(path, Some(who.uid), Some(who.gid)).unwrap();
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), who);
+        }
+    }
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    Some(match name {
+        "SIGSYS" => libc::SIGSYS,
+        "SIGXCPU" => libc::SIGXCPU,
+        "SIGXFSZ" => libc::SIGXFSZ,
+        "SIGKILL" => libc::SIGKILL,
+        "SIGSEGV" => libc::SIGSEGV,
+        "SIGABRT" => libc::SIGABRT,
+        "SIGPIPE" => libc::SIGPIPE,
+        _ => return None,
+    })
+}
+
+struct Outcome {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+fn execute(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Outcome {
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|error| panic!("spawning {command:?}: {error}"));
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let text = text.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stdout_pipe.read_to_end(&mut buffer);
+        buffer
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut buffer);
+        buffer
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Outcome {
+        status,
+        stdout: String::from_utf8_lossy(&stdout_reader.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr_reader.join().unwrap()).into_owned(),
+    }
+}
+
+fn judge(expect: &Expect, outcome: &Outcome, work: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (outcome.status, &expect.signal) {
+        (None, _) => problems.push("timed out".to_string()),
+        (Some(status), Some(signal)) => {
+            let wanted = signal_number(signal).unwrap_or_else(|| panic!("unknown signal name {signal}"));
+            if status.signal() != Some(wanted) {
+                problems.push(format!("expected death by {signal}, got {status}"));
+            }
+        }
+        (Some(status), None) => {
+            let wanted = expect.exit.unwrap_or(0);
+            if status.code() != Some(wanted) {
+                problems.push(format!("expected exit {wanted}, got {status}"));
+            }
+        }
+    }
+    if let Some(stdout) = &expect.stdout {
+        if &outcome.stdout != stdout {
+            problems.push(format!("stdout {:?} is not {:?}", outcome.stdout, stdout));
+        }
+    }
+    for needle in &expect.stdout_contains {
+        if !outcome.stdout.contains(needle.as_str()) {
+            problems.push(format!("stdout lacks {needle:?}"));
+        }
+    }
+    for needle in &expect.stdout_lacks {
+        if outcome.stdout.contains(needle.as_str()) {
+            problems.push(format!("stdout has {needle:?}"));
+        }
+    }
+    for needle in &expect.stderr_contains {
+        if !outcome.stderr.contains(needle.as_str()) {
+            problems.push(format!("stderr lacks {needle:?}"));
+        }
+    }
+    for path in &expect.exists {
+        if !work.join(path).exists() {
+            problems.push(format!("{path} does not exist"));
+        }
+    }
+    for path in &expect.absent {
+        if work.join(path).exists() {
+            problems.push(format!("{path} exists"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.push(format!("stdout was: {:?}", truncate(&outcome.stdout)));
+        problems.push(format!("stderr was: {:?}", truncate(&outcome.stderr)));
+    }
+    problems
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(1500).collect()
+}
+
+struct Scratch {
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new(host: &str) -> Scratch {
+        let root = std::env::temp_dir().join(format!("h-cases-{host}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Scratch { root }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn prepare_work(scratch: &Scratch, name: &str, case_dir: &Path, case: &Case, who: RunAs) -> PathBuf {
+    let work = scratch.root.join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    copy_tree(case_dir, &work.join("case"));
+    std::fs::create_dir_all(work.join("home")).unwrap();
+    for (path, contents) in &case.files {
+        let target = work.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, contents).unwrap();
+    }
+    chown_tree(&work, who);
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    work
+}
+
+fn substitute(text: &str, work: &Path) -> String {
+    text.replace("$WORK", &work.to_string_lossy())
+}
+
+fn command_for(program: &Path, leading: &[&str], arguments: Vec<String>, case: &Case, work: &Path, who: RunAs) -> Command {
+    let mut command = Command::new(program);
+    command.args(leading).args(arguments);
+    command.current_dir(work.join("case"));
+    command.env_clear();
+    command.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    command.env("HOME", work.join("home"));
+    for (name, value) in &case.env {
+        command.env(name, substitute(value, work));
+    }
+    if who.uid != 0 || who.label == "user" {
+        command.uid(who.uid).gid(who.gid);
+    }
+    // A fresh session: the case cannot reach the terminal of whoever runs the tests.
+    command.process_group(0);
+    command
+}
+
+/// Runs every case of the suite and prints one line per run and a closing count.
+/// Returns the number of failures.
+pub fn run_suite(suite: &Suite) -> usize {
+    let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let scratch = Scratch::new(suite.host);
+    let bin_dir = scratch.root.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let binary = bin_dir.join(suite.host);
+    std::fs::copy(suite.binary, &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let control_program = PathBuf::from(suite.control[0]);
+    let everyone = users();
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for folder in suite.folders {
+        let is_attack_folder = *folder == "attacks";
+        let folder_path = Path::new(suite.manifest_dir).join(folder);
+        let mut cases: Vec<PathBuf> = match std::fs::read_dir(&folder_path) {
+            Ok(entries) => entries.map(|entry| entry.unwrap().path()).filter(|path| path.is_dir()).collect(),
+            Err(_) => continue,
+        };
+        cases.sort();
+        for case_dir in cases {
+            let name = format!("{}/{folder}/{}", suite.host, case_dir.file_name().unwrap().to_string_lossy());
+            if filter.as_ref().is_some_and(|filter| !name.contains(filter.as_str())) {
+                continue;
+            }
+            let text = std::fs::read_to_string(case_dir.join("test.toml")).unwrap();
+            let case: Case = toml::from_str(&text).unwrap_or_else(|error| panic!("{name}/test.toml: {error}"));
+            if is_attack_folder && case.control.is_none() {
+                println!("FAIL {name}: an attack case needs a [control] run showing the attack works unsandboxed");
+                failed += 1;
+                continue;
+            }
+            for &who in &everyone {
+                if case.users.as_ref().is_some_and(|users| !users.iter().any(|user| user == who.label)) {
+                    continue;
+                }
+                let mut problems = Vec::new();
+                let slug = name.replace('/', "_");
+                let timeout = Duration::from_secs(case.timeout);
+                if let Some(control) = &case.control {
+                    let work = prepare_work(&scratch, &format!("{slug}-{}-control", who.label), &case_dir, &case, who);
+                    let mut arguments = vec![case.script.clone()];
+                    arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
+                    let command = command_for(&control_program, &suite.control[1..], arguments, &case, &work, who);
+                    let outcome = execute(command, case.stdin.as_deref(), timeout);
+                    problems.extend(judge(control, &outcome, &work).into_iter().map(|p| format!("control: {p}")));
+                }
+                let work = prepare_work(&scratch, &format!("{slug}-{}", who.label), &case_dir, &case, who);
+                let mut arguments: Vec<String> = case.options.iter().map(|arg| substitute(arg, &work)).collect();
+                arguments.push(case.script.clone());
+                arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
+                let command = command_for(&binary, &[], arguments, &case, &work, who);
+                let outcome = execute(command, case.stdin.as_deref(), timeout);
+                problems.extend(judge(&case.expect, &outcome, &work));
+                if problems.is_empty() {
+                    println!("ok   {name} ({})", who.label);
+                    passed += 1;
+                } else {
+                    println!("FAIL {name} ({}): {}", who.label, case.about);
+                    for problem in problems {
+                        println!("       {problem}");
+                    }
+                    failed += 1;
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    failed
+}
+
+/// The `main` of a host's `tests/cases.rs`.
+pub fn main_for(suite: &Suite) {
+    let failures = run_suite(suite);
+    std::process::exit(if failures == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,138 @@
+//! The named constants a filter may use in argument conditions, per architecture.
+//! Values are the kernel's UAPI; where x86_64 and aarch64 differ, both are listed.
+
+use anyhow::{bail, Result};
+
+use crate::filters::Arch;
+
+/// (name, x86_64 value, aarch64 value)
+const CONSTANTS: &[(&str, u64, u64)] = &[
+    // ioctl requests (asm-generic/ioctls.h; identical on both architectures)
+    ("TCGETS", 0x5401, 0x5401),
+    ("TCSETS", 0x5402, 0x5402),
+    ("TCSETSW", 0x5403, 0x5403),
+    ("TCSETSF", 0x5404, 0x5404),
+    ("TIOCSTI", 0x5412, 0x5412),
+    ("TIOCGPGRP", 0x540F, 0x540F),
+    ("TIOCSPGRP", 0x5410, 0x5410),
+    ("TIOCGWINSZ", 0x5413, 0x5413),
+    ("TIOCLINUX", 0x541C, 0x541C),
+    ("FIONREAD", 0x541B, 0x541B),
+    ("FIONBIO", 0x5421, 0x5421),
+    ("FIOCLEX", 0x5451, 0x5451),
+    ("FIONCLEX", 0x5450, 0x5450),
+    // fcntl commands
+    ("F_DUPFD", 0, 0),
+    ("F_GETFD", 1, 1),
+    ("F_SETFD", 2, 2),
+    ("F_GETFL", 3, 3),
+    ("F_SETFL", 4, 4),
+    ("F_DUPFD_CLOEXEC", 1030, 1030),
+    // mmap and mprotect
+    ("PROT_NONE", 0x0, 0x0),
+    ("PROT_READ", 0x1, 0x1),
+    ("PROT_WRITE", 0x2, 0x2),
+    ("PROT_EXEC", 0x4, 0x4),
+    ("MAP_SHARED", 0x01, 0x01),
+    ("MAP_PRIVATE", 0x02, 0x02),
+    ("MAP_FIXED", 0x10, 0x10),
+    ("MAP_ANONYMOUS", 0x20, 0x20),
+    ("MAP_DENYWRITE", 0x0800, 0x0800),
+    ("MAP_NORESERVE", 0x4000, 0x4000),
+    ("MAP_STACK", 0x20000, 0x20000),
+    ("MAP_FIXED_NOREPLACE", 0x100000, 0x100000),
+    ("MAP_GROWSDOWN", 0x0100, 0x0100),
+    ("MREMAP_MAYMOVE", 1, 1),
+    ("MADV_DONTNEED", 4, 4),
+    ("MADV_FREE", 8, 8),
+    ("MADV_HUGEPAGE", 14, 14),
+    ("MADV_NOHUGEPAGE", 15, 15),
+    ("MADV_DONTDUMP", 16, 16),
+    // rt_sigprocmask
+    ("SIG_BLOCK", 0, 0),
+    ("SIG_UNBLOCK", 1, 1),
+    ("SIG_SETMASK", 2, 2),
+    // signals (identical on both)
+    ("SIGHUP", 1, 1),
+    ("SIGINT", 2, 2),
+    ("SIGQUIT", 3, 3),
+    ("SIGABRT", 6, 6),
+    ("SIGKILL", 9, 9),
+    ("SIGSEGV", 11, 11),
+    ("SIGPIPE", 13, 13),
+    ("SIGTERM", 15, 15),
+    ("SIGCHLD", 17, 17),
+    ("SIGXFSZ", 25, 25),
+    ("SIGSYS", 31, 31),
+    ("SIGRTMAX", 64, 64),
+    // *at() directory descriptor and flags
+    ("AT_FDCWD", (-100i64) as u64, (-100i64) as u64),
+    ("AT_EMPTY_PATH", 0x1000, 0x1000),
+    ("AT_SYMLINK_NOFOLLOW", 0x100, 0x100),
+    ("AT_NO_AUTOMOUNT", 0x800, 0x800),
+    ("AT_STATX_SYNC_AS_STAT", 0, 0),
+    ("AT_STATX_FORCE_SYNC", 0x2000, 0x2000),
+    ("AT_STATX_DONT_SYNC", 0x4000, 0x4000),
+    // open flags (O_DIRECTORY, O_NOFOLLOW, O_DIRECT and O_LARGEFILE differ on aarch64)
+    ("O_RDONLY", 0o0, 0o0),
+    ("O_WRONLY", 0o1, 0o1),
+    ("O_RDWR", 0o2, 0o2),
+    ("O_CREAT", 0o100, 0o100),
+    ("O_EXCL", 0o200, 0o200),
+    ("O_NOCTTY", 0o400, 0o400),
+    ("O_TRUNC", 0o1000, 0o1000),
+    ("O_APPEND", 0o2000, 0o2000),
+    ("O_NONBLOCK", 0o4000, 0o4000),
+    ("O_LARGEFILE", 0o100000, 0o400000),
+    ("O_DIRECTORY", 0o200000, 0o40000),
+    ("O_NOFOLLOW", 0o400000, 0o100000),
+    ("O_CLOEXEC", 0o2000000, 0o2000000),
+    ("O_PATH", 0o10000000, 0o10000000),
+    // clone flags
+    ("CLONE_VM", 0x100, 0x100),
+    ("CLONE_FS", 0x200, 0x200),
+    ("CLONE_FILES", 0x400, 0x400),
+    ("CLONE_SIGHAND", 0x800, 0x800),
+    ("CLONE_VFORK", 0x4000, 0x4000),
+    ("CLONE_THREAD", 0x10000, 0x10000),
+    ("CLONE_SYSVSEM", 0x40000, 0x40000),
+    ("CLONE_SETTLS", 0x80000, 0x80000),
+    ("CLONE_PARENT_SETTID", 0x100000, 0x100000),
+    ("CLONE_CHILD_CLEARTID", 0x200000, 0x200000),
+    ("CLONE_CHILD_SETTID", 0x1000000, 0x1000000),
+    // futex operations
+    ("FUTEX_WAIT", 0, 0),
+    ("FUTEX_WAKE", 1, 1),
+    ("FUTEX_PRIVATE_FLAG", 128, 128),
+    ("FUTEX_CLOCK_REALTIME", 256, 256),
+    ("FUTEX_WAIT_BITSET", 9, 9),
+    ("FUTEX_WAKE_BITSET", 10, 10),
+    // prctl options
+    ("PR_SET_NAME", 15, 15),
+    ("PR_GET_NAME", 16, 16),
+    ("PR_SET_VMA", 0x53564d41, 0x53564d41),
+    // socket families
+    ("AF_UNIX", 1, 1),
+    ("AF_INET", 2, 2),
+    ("AF_INET6", 10, 10),
+    // errno values for tamper rules
+    ("EPERM", 1, 1),
+    ("EACCES", 13, 13),
+    ("ENOSYS", 38, 38),
+    // getrandom flags
+    ("GRND_NONBLOCK", 1, 1),
+    ("GRND_RANDOM", 2, 2),
+    ("GRND_INSECURE", 4, 4),
+    // null pointer
+    ("NULL", 0, 0),
+];
+
+pub fn lookup(name: &str, arch: Arch) -> Result<u64> {
+    match CONSTANTS.iter().find(|(known, _, _)| *known == name) {
+        Some(&(_, x86_64, aarch64)) => Ok(match arch {
+            Arch::X86_64 => x86_64,
+            Arch::Aarch64 => aarch64,
+        }),
+        None => bail!("unknown constant {name} (add it to xtask/src/constants.rs)"),
+    }
+}

@@ -1,0 +1,156 @@
+//! `cargo xtask`: the project's build driver.
+//!
+//! - `codegen [--check]`   compile filters/*.toml into each host's seccomp programs (x86_64, aarch64)
+//! - `verify`              prove the committed programs against the policies, print a report
+//! - `run HOST ARGS...`    build HOST (release) and run it with ARGS
+//! - `test`                everything CI runs: packages, codegen check, verification, all tests
+//! - `bench`               startup overhead of each host against its bare interpreter
+
+mod constants;
+mod filters;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    eprintln!("$ {command:?}");
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null")).status().is_ok_and(|s| s.success())
+}
+
+/// Debian packages the tests need: the bare interpreters for control runs and the benchmark tool.
+const TEST_PACKAGES: &[(&str, &str)] = &[("lua5.4", "lua5.4"), ("hyperfine", "hyperfine"), ("strace", "strace")];
+
+fn ensure_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> =
+        wanted.iter().filter(|(program, _)| !have(program)).map(|&(_, package)| package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe_geteuid() != 0 {
+        bail!("missing Debian packages; run as root: apt-get update && apt-get install -y {}", missing.join(" "));
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn unsafe_geteuid() -> u32 {
+    let output = Command::new("id").arg("-u").output();
+    output.ok().and_then(|out| String::from_utf8(out.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(1)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+}
+
+fn verify_report(root: &Path) -> Result<()> {
+    for report in verify::verify_all(root)? {
+        println!(
+            "verified {:<8} {:<8} {:>4} instructions, worst allowed path {:>3} instructions, {} cases",
+            report.host,
+            report.arch.name(),
+            report.instructions,
+            report.worst_allowed_path,
+            report.cases
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let root = project_root();
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = arguments.first() else {
+        bail!("usage: cargo xtask codegen [--check] | verify | run HOST ARGS... | test | bench");
+    };
+    match command.as_str() {
+        "codegen" => filters::codegen(&root, arguments.iter().any(|arg| arg == "--check")),
+        "verify" => verify_report(&root),
+        "run" => {
+            let Some(host) = arguments.get(1) else { bail!("usage: cargo xtask run HOST ARGS...") };
+            run(cargo().current_dir(&root).args(["build", "--release", "--quiet", "--package", host]))?;
+            let binary = root.join("target/release").join(host);
+            let status = Command::new(&binary).args(&arguments[2..]).status()?;
+            eprintln!("{host} exited with {status}");
+            Ok(())
+        }
+        "test" => {
+            ensure_packages(TEST_PACKAGES)?;
+            filters::codegen(&root, true)?;
+            verify_report(&root)?;
+            run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
+        }
+        "bench" => {
+            ensure_packages(TEST_PACKAGES)?;
+            run(cargo().current_dir(&root).args(["build", "--release", "--quiet", "--package", "hlua"]))?;
+            let hello = root.join("examples/hello.lua");
+            let hlua = root.join("target/release/hlua");
+            run(Command::new("hyperfine").args(["--warmup", "20", "--runs", "300", "-N"]).arg(format!(
+                "lua5.4 {}",
+                hello.display()
+            )).arg(format!("{} {}", hlua.display(), hello.display())))
+        }
+        other => bail!("unknown xtask command {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed programs match filters/ (a hand edit or a forgotten `cargo xtask codegen` fails).
+    #[test]
+    fn generated_programs_are_fresh() {
+        filters::codegen(&project_root(), true).unwrap();
+    }
+
+    /// Every committed program does exactly what its policy says, on every syscall number.
+    #[test]
+    fn committed_programs_match_their_policies() {
+        let reports = verify::verify_all(&project_root()).unwrap();
+        assert!(!reports.is_empty());
+    }
+
+    /// The verifier is not vacuous: a program with one instruction changed is caught.
+    #[test]
+    fn verifier_catches_a_hand_edited_program() {
+        let root = project_root();
+        let &(host, crate_dir) = filters::HOSTS.first().unwrap();
+        let rules = filters::resolve(&filters::load(&root.join("filters"), host).unwrap(), filters::Arch::X86_64).unwrap();
+        let text = std::fs::read_to_string(filters::output_path(&root, crate_dir, filters::Arch::X86_64)).unwrap();
+        let program = verify::parse_committed(&text).unwrap();
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &program, &rules).is_ok());
+        // Turn the final "deny" into "allow": every unlisted syscall would pass.
+        let mut allow_all = program.clone();
+        allow_all.last_mut().unwrap().k = h_sandbox::seccomp_program::bpf::SECCOMP_RET_ALLOW;
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &allow_all, &rules).is_err());
+        // Drop the x32 check's return: x32 numbers would fall into the allow-list.
+        let mut no_x32 = program.clone();
+        let x32 = no_x32.iter().position(|insn| insn.k == h_sandbox::seccomp_program::bpf::X32_SYSCALL_BIT).unwrap();
+        no_x32[x32].jt = 1;
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &no_x32, &rules).is_err());
+        // Compare only the low half of an argument: the upper-bit mutants must be caught.
+        let mut low_only = program;
+        let high_check = low_only
+            .iter()
+            .position(|insn| insn.code == h_sandbox::seccomp_program::bpf::LD_W_ABS && insn.k >= 20 && insn.k % 8 == 4)
+            .unwrap();
+        low_only[high_check + 1] = h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules).is_err());
+    }
+}
