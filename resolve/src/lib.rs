@@ -1,0 +1,191 @@
+//! Finds, at build time, the exact files an interpreter reads at run time, and renders them as
+//! the Rust table a host compiles in (`RUNTIME_FILES`). Used by the hosts' `build.rs`, so a host
+//! never builds without its table; `H_STORE_ONLY=1` (the Nix build) rejects any path outside
+//! `/nix/store`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Access a runtime file gets, by the name of `h_sandbox::FsAccess`'s variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    ReadExecute,
+}
+
+impl Access {
+    fn variant(self) -> &'static str {
+        match self {
+            Access::Read => "Read",
+            Access::ReadExecute => "ReadExecute",
+        }
+    }
+}
+
+/// One file or directory a host's interpreter needs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuntimeFile {
+    pub path: PathBuf,
+    pub access: Access,
+    pub why: String,
+}
+
+#[derive(Debug)]
+pub enum ResolveError {
+    Read { path: PathBuf, source: std::io::Error },
+    Parse { path: PathBuf, message: String },
+    Missing { library: String, needed_by: PathBuf },
+    OutsideStore { path: PathBuf },
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolveError::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            ResolveError::Parse { path, message } => write!(f, "cannot parse ELF {}: {message}", path.display()),
+            ResolveError::Missing { library, needed_by } => {
+                write!(f, "{library} (needed by {}) not found", needed_by.display())
+            }
+            ResolveError::OutsideStore { path } => {
+                write!(f, "{} is outside /nix/store, but H_STORE_ONLY is set", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+/// The multiarch directories the dynamic loader searches by default on Debian-like systems.
+fn default_library_dirs() -> Vec<PathBuf> {
+    let triplet = match std::env::consts::ARCH {
+        "aarch64" => "aarch64-linux-gnu",
+        _ => "x86_64-linux-gnu",
+    };
+    [
+        format!("/lib/{triplet}"),
+        format!("/usr/lib/{triplet}"),
+        "/lib64".to_string(),
+        "/usr/lib64".to_string(),
+        "/lib".to_string(),
+        "/usr/lib".to_string(),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+fn expand_origin(entry: &str, object: &Path) -> PathBuf {
+    let origin = object.parent().map(|dir| dir.to_string_lossy().into_owned()).unwrap_or_default();
+    PathBuf::from(entry.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin))
+}
+
+/// The ELF closure of `objects`: each object, its program interpreter and every DT_NEEDED
+/// library, recursively, resolved through RPATH/RUNPATH and the default directories.
+/// Returned canonical (symlinks resolved), sorted, without duplicates.
+pub fn elf_closure(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut pending: Vec<PathBuf> = objects.to_vec();
+    while let Some(object) = pending.pop() {
+        let canonical = std::fs::canonicalize(&object)
+            .map_err(|source| ResolveError::Read { path: object.clone(), source })?;
+        if !seen.insert(canonical.clone()) {
+            continue;
+        }
+        let bytes = std::fs::read(&canonical).map_err(|source| ResolveError::Read { path: canonical.clone(), source })?;
+        let elf = goblin::elf::Elf::parse(&bytes)
+            .map_err(|error| ResolveError::Parse { path: canonical.clone(), message: error.to_string() })?;
+        if let Some(interpreter) = elf.interpreter {
+            pending.push(PathBuf::from(interpreter));
+        }
+        let mut search: Vec<PathBuf> = Vec::new();
+        if elf.runpaths.is_empty() {
+            search.extend(elf.rpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
+        }
+        search.extend(elf.runpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
+        search.extend(default_library_dirs());
+        for library in &elf.libraries {
+            let found = if library.contains('/') {
+                Some(PathBuf::from(library))
+            } else {
+                search.iter().map(|dir| dir.join(library)).find(|candidate| candidate.is_file())
+            };
+            match found {
+                Some(path) => pending.push(path),
+                None => {
+                    return Err(ResolveError::Missing { library: library.to_string(), needed_by: canonical.clone() })
+                }
+            }
+        }
+    }
+    Ok(seen.into_iter().collect())
+}
+
+/// Fails when `H_STORE_ONLY` is set and a path lies outside `/nix/store`.
+pub fn check_store_only(files: &[RuntimeFile]) -> Result<(), ResolveError> {
+    if std::env::var_os("H_STORE_ONLY").is_none_or(|value| value.is_empty() || value == "0") {
+        return Ok(());
+    }
+    match files.iter().find(|file| !file.path.starts_with("/nix/store/")) {
+        Some(file) => Err(ResolveError::OutsideStore { path: file.path.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// The Rust source of `RUNTIME_FILES`, as `h_host::HostProfile::runtime_files` takes it.
+pub fn render_table(files: &[RuntimeFile]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "// Generated at build time by h-resolve; the host's landlock table.");
+    let _ = writeln!(out, "pub const RUNTIME_FILES: &[(&str, h_sandbox::FsAccess, &str)] = &[");
+    for file in files {
+        let _ = writeln!(
+            out,
+            "    ({:?}, h_sandbox::FsAccess::{}, {:?}),",
+            file.path.to_string_lossy(),
+            file.access.variant(),
+            file.why
+        );
+    }
+    let _ = writeln!(out, "];");
+    out
+}
+
+/// For a `build.rs`: check, render and write the table to `$OUT_DIR/runtime_files.rs`, and make
+/// cargo rerun when any listed environment variable or file changes. Panics (failing the build)
+/// on an empty table or a store violation: a host is never built without its table.
+pub fn write_for_build(files: &[RuntimeFile], env_vars: &[&str]) {
+    for var in env_vars.iter().chain(["H_STORE_ONLY"].iter()) {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    assert!(!files.is_empty(), "h-resolve: empty runtime table");
+    if let Err(error) = check_store_only(files) {
+        panic!("h-resolve: {error}");
+    }
+    let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from).unwrap_or_else(|| panic!("OUT_DIR is not set"));
+    let target = out_dir.join("runtime_files.rs");
+    if let Err(error) = std::fs::write(&target, render_table(files)) {
+        panic!("h-resolve: cannot write {}: {error}", target.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closure_of_bash_has_its_loader_and_libc() {
+        let closure = elf_closure(&[PathBuf::from("/usr/bin/bash")]).unwrap();
+        assert!(closure.iter().any(|path| path.to_string_lossy().contains("ld-linux")), "{closure:?}");
+        assert!(closure.iter().any(|path| path.to_string_lossy().contains("libc.so")), "{closure:?}");
+        assert!(closure.iter().all(|path| path.is_absolute()));
+    }
+
+    #[test]
+    fn store_only_rejects_usr_paths() {
+        let files = vec![RuntimeFile { path: PathBuf::from("/usr/bin/bash"), access: Access::ReadExecute, why: "x".into() }];
+        std::env::set_var("H_STORE_ONLY", "1");
+        let result = check_store_only(&files);
+        std::env::remove_var("H_STORE_ONLY");
+        assert!(matches!(result, Err(ResolveError::OutsideStore { .. })));
+    }
+}
