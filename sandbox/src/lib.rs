@@ -5,11 +5,11 @@
 //! returned before the next one starts, and the host must exit without running the script.
 
 mod capabilities;
-mod denial;
 mod descriptors;
 mod environment;
 mod filesystem;
 mod limits;
+mod monitor;
 mod privileges;
 pub mod seccomp_program;
 mod syscall_filter;
@@ -21,6 +21,7 @@ use std::path::PathBuf;
 pub use capabilities::{CapabilitiesError, CapabilityReport};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
+pub use monitor::MonitorError;
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{RuleAction, RuleDescription, SeccompProgram, SockFilter};
 pub use syscall_filter::SeccompError;
@@ -64,6 +65,8 @@ pub enum SandboxError {
     Threads(#[from] ThreadsError),
     #[error("cannot close inherited file descriptors: {0}")]
     Descriptors(std::io::Error),
+    #[error("supervisor: {0}")]
+    Monitor(#[from] MonitorError),
     #[error("rlimits: {0}")]
     Rlimit(#[from] RlimitError),
     #[error("capabilities: {0}")]
@@ -80,22 +83,28 @@ pub enum SandboxError {
 ///
 /// 0. Check that the process has one thread: landlock restricts only the calling thread.
 ///    Close every inherited descriptor above stderr, and replace the environment.
+///    Fork the supervisor, which reports denied calls by name (see `monitor`); the parent
+///    never returns from here, the child goes on.
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
 /// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone.
 /// 3. `no_new_privs`: no exec can gain privileges again; landlock and seccomp require it unprivileged.
 /// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
 ///    unless `allow_degraded`.
-/// 5. Seccomp, last, because every earlier stage makes syscalls the allow-list forbids.
+/// 5. Seccomp, last, because every earlier stage makes syscalls the allow-list forbids; its
+///    notification listener goes to the supervisor before the script can run.
 pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
     environment::replace(&policy.environment);
+    let handoff = monitor::split(policy.host, policy.seccomp)?;
     limits::apply(&policy.rlimits)?;
     let capabilities = capabilities::drop_all()?;
     privileges::set_no_new_privs()?;
     let landlock = filesystem::restrict(&policy.fs_rules, policy.allow_degraded)?;
-    syscall_filter::install(policy.host, policy.seccomp)?;
+    let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?
+        .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
+    handoff.give(listener)?;
     Ok(Applied { landlock, capabilities })
 }
 

@@ -68,6 +68,7 @@ pub mod bpf {
 
     pub const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
     pub const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+    pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
     pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 

@@ -21,6 +21,9 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("FIONBIO", 0x5421, 0x5421),
     ("FIOCLEX", 0x5451, 0x5451),
     ("FIONCLEX", 0x5450, 0x5450),
+    // seccomp user notification ioctls (_IOWR('!', 0, struct seccomp_notif) and friends)
+    ("SECCOMP_IOCTL_NOTIF_RECV", 0xc050_2100, 0xc050_2100),
+    ("SECCOMP_IOCTL_NOTIF_SEND", 0xc018_2101, 0xc018_2101),
     // fcntl commands
     ("F_DUPFD", 0, 0),
     ("F_GETFD", 1, 1),

@@ -130,20 +130,21 @@ mod tests {
     #[test]
     fn verifier_catches_a_hand_edited_program() {
         let root = project_root();
-        let &(host, crate_dir) = filters::HOSTS.first().unwrap();
+        let &(host, crate_dir) = filters::HOSTS.iter().find(|(host, _)| *host == "hlua").unwrap();
         let rules = filters::resolve(&filters::load(&root.join("filters"), host).unwrap(), filters::Arch::X86_64).unwrap();
+        let denied = filters::denied_action(&root.join("filters"), host).unwrap();
         let text = std::fs::read_to_string(filters::output_path(&root, crate_dir, filters::Arch::X86_64)).unwrap();
         let program = verify::parse_committed(&text).unwrap();
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &program, &rules).is_ok());
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &program, &rules, denied).is_ok());
         // Turn the final "deny" into "allow": every unlisted syscall would pass.
         let mut allow_all = program.clone();
         allow_all.last_mut().unwrap().k = h_sandbox::seccomp_program::bpf::SECCOMP_RET_ALLOW;
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &allow_all, &rules).is_err());
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &allow_all, &rules, denied).is_err());
         // Drop the x32 check's return: x32 numbers would fall into the allow-list.
         let mut no_x32 = program.clone();
         let x32 = no_x32.iter().position(|insn| insn.k == h_sandbox::seccomp_program::bpf::X32_SYSCALL_BIT).unwrap();
         no_x32[x32].jt = 1;
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &no_x32, &rules).is_err());
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &no_x32, &rules, denied).is_err());
         // Compare only the low half of an argument: the upper-bit mutants must be caught.
         let mut low_only = program;
         let high_check = low_only
@@ -151,6 +152,6 @@ mod tests {
             .position(|insn| insn.code == h_sandbox::seccomp_program::bpf::LD_W_ABS && insn.k >= 20 && insn.k % 8 == 4)
             .unwrap();
         low_only[high_check + 1] = h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules).is_err());
+        assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules, denied).is_err());
     }
 }

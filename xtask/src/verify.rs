@@ -1,6 +1,6 @@
 //! Proves each committed seccomp program against its policy with the cBPF evaluator:
 //! every allowed call with allowed arguments gets its rule's action; every other syscall of the
-//! architecture, every x32 number and every foreign architecture is trapped; and no argument
+//! architecture, every x32 number and every foreign architecture gets the denial action; and no argument
 //! check accepts a value that differs from an accepted one only in its upper 32 bits.
 
 use std::path::Path;
@@ -49,12 +49,12 @@ fn check_holds(check: &Check, value: u64) -> bool {
 }
 
 /// The policy's meaning, independent of the compiler: the first matching rule decides.
-fn reference(rules: &[ResolvedRule], nr: u32, args: [u64; 6]) -> u32 {
+fn reference(rules: &[ResolvedRule], denied: u32, nr: u32, args: [u64; 6]) -> u32 {
     rules
         .iter()
         .filter(|rule| rule.number == nr)
         .find(|rule| rule.checks.iter().all(|(index, check)| check_holds(check, args[usize::from(*index)])))
-        .map_or(SECCOMP_RET_TRAP, |rule| rule.action)
+        .map_or(denied, |rule| rule.action)
 }
 
 /// Values that satisfy a check.
@@ -104,7 +104,13 @@ pub struct Report {
     pub cases: usize,
 }
 
-pub fn verify_program(host: &'static str, arch: Arch, program: &[SockFilter], rules: &[ResolvedRule]) -> Result<Report> {
+pub fn verify_program(
+    host: &'static str,
+    arch: Arch,
+    program: &[SockFilter],
+    rules: &[ResolvedRule],
+    denied: u32,
+) -> Result<Report> {
     let audit_arch = arch.audit_arch();
     let mut cases = 0usize;
     let mut worst = 0usize;
@@ -124,23 +130,23 @@ pub fn verify_program(host: &'static str, arch: Arch, program: &[SockFilter], ru
     // Every syscall of the architecture, with all-zero and all-ones arguments.
     for &(nr, name) in &table {
         for args in [[0u64; 6], [u64::MAX; 6]] {
-            expect(nr, audit_arch, args, reference(rules, nr, args), name)?;
+            expect(nr, audit_arch, args, reference(rules, denied, nr, args), name)?;
         }
     }
     // Numbers beyond the table.
     for nr in [table.last().map_or(0, |&(nr, _)| nr) + 1, 0x3ff, 0xffff, u32::MAX] {
-        expect(nr, audit_arch, [0; 6], SECCOMP_RET_TRAP, "unassigned number")?;
+        expect(nr, audit_arch, [0; 6], denied, "unassigned number")?;
     }
     // x32 numbers and foreign architectures, for every number of the table.
     const AUDIT_ARCH_I386: u32 = 0x4000_0003;
     const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
     for &(nr, name) in &table {
         if arch == Arch::X86_64 {
-            expect(nr | X32_SYSCALL_BIT, audit_arch, [0; 6], SECCOMP_RET_TRAP, &format!("x32 {name}"))?;
+            expect(nr | X32_SYSCALL_BIT, audit_arch, [0; 6], denied, &format!("x32 {name}"))?;
         }
         for foreign in [AUDIT_ARCH_I386, AUDIT_ARCH_ARM, AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64, 0] {
             if foreign != audit_arch {
-                expect(nr, foreign, [0; 6], SECCOMP_RET_TRAP, &format!("{name} as arch {foreign:#x}"))?;
+                expect(nr, foreign, [0; 6], denied, &format!("{name} as arch {foreign:#x}"))?;
             }
         }
     }
@@ -150,7 +156,7 @@ pub fn verify_program(host: &'static str, arch: Arch, program: &[SockFilter], ru
     for rule in rules {
         let base = satisfying_args(rule);
         let what = format!("{} allowed arguments", rule.syscall);
-        if reference(rules, rule.number, base) != rule.action {
+        if reference(rules, denied, rule.number, base) != rule.action {
             bail!("{host}/{}: cannot build arguments satisfying {}", arch.name(), rule.syscall);
         }
         expect(rule.number, audit_arch, base, rule.action, &what)?;
@@ -159,11 +165,11 @@ pub fn verify_program(host: &'static str, arch: Arch, program: &[SockFilter], ru
             for witness in witnesses(check) {
                 let mut args = base;
                 args[slot] = witness;
-                expect(rule.number, audit_arch, args, reference(rules, rule.number, args), &what)?;
+                expect(rule.number, audit_arch, args, reference(rules, denied, rule.number, args), &what)?;
                 for bit in [32u32, 33, 47, 62, 63] {
                     let mut mutant = args;
                     mutant[slot] = witness ^ (1u64 << bit);
-                    let expected = reference(rules, rule.number, mutant);
+                    let expected = reference(rules, denied, rule.number, mutant);
                     let this_rule_matches =
                         rule.checks.iter().all(|(i, c)| check_holds(c, mutant[usize::from(*i)]));
                     if this_rule_matches && check_holds(check, mutant[slot]) {
@@ -186,12 +192,13 @@ pub fn verify_all(root: &Path) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for &(host, crate_dir) in HOSTS {
         let rules = filters::load(&root.join("filters"), host)?;
+        let denied = filters::denied_action(&root.join("filters"), host)?;
         for arch in ARCHES {
             let resolved = filters::resolve(&rules, arch)?;
             let path = filters::output_path(root, crate_dir, arch);
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let program = parse_committed(&text).with_context(|| format!("parsing {}", path.display()))?;
-            reports.push(verify_program(host, arch, &program, &resolved)?);
+            reports.push(verify_program(host, arch, &program, &resolved, denied)?);
         }
     }
     Ok(reports)
