@@ -148,8 +148,13 @@ mod tests {
         // Compare only the low half of an argument: the upper-bit mutants must be caught.
         let mut low_only = program;
         let high_check = low_only
-            .iter()
-            .position(|insn| insn.code == h_sandbox::seccomp_program::bpf::LD_W_ABS && insn.k >= 20 && insn.k % 8 == 4)
+            .windows(2)
+            .position(|pair| {
+                pair[0].code == h_sandbox::seccomp_program::bpf::LD_W_ABS
+                    && pair[0].k >= 20
+                    && pair[0].k % 8 == 4
+                    && pair[1].code == h_sandbox::seccomp_program::bpf::JMP_JEQ_K
+            })
             .unwrap();
         low_only[high_check + 1] = h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
         assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules, denied).is_err());
