@@ -110,6 +110,12 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("FUTEX_CLOCK_REALTIME", 256, 256),
     ("FUTEX_WAIT_BITSET", 9, 9),
     ("FUTEX_WAKE_BITSET", 10, 10),
+    // ... with FUTEX_PRIVATE_FLAG (and FUTEX_CLOCK_REALTIME), as glibc issues them
+    ("FUTEX_WAIT_PRIVATE", 128, 128),
+    ("FUTEX_WAKE_PRIVATE", 129, 129),
+    ("FUTEX_WAIT_BITSET_PRIVATE", 137, 137),
+    ("FUTEX_WAKE_BITSET_PRIVATE", 138, 138),
+    ("FUTEX_WAIT_BITSET_PRIVATE_REALTIME", 393, 393),
     // prctl options
     ("PR_SET_NAME", 15, 15),
     ("PR_GET_NAME", 16, 16),

@@ -1,0 +1,235 @@
+//! hpython: CPython embedded (pyo3's FFI, libpython) that runs its script under h's sandbox.
+//!
+//! The sandbox is applied first ([`h_host::start`]); only then is the interpreter initialised,
+//! from an isolated configuration: no user site, no `site` import, `PYTHON*` variables ignored,
+//! no bytecode written, UTF-8 mode, and a fixed `home`, `program_name` and module search path
+//! (resolved at build time) so that getpath searches nothing. The script runs as `__main__`
+//! through `runpy.run_path`, with `sys.argv = [SCRIPT, *ARGS]`.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt as _;
+use std::process::ExitCode;
+
+use h_host::HostProfile;
+use h_sandbox::{FsAccess, Limit, Resource};
+use pyo3::ffi;
+
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+mod seccomp;
+
+/// The interpreter's files, resolved by build.rs from the Python executable (`H_PYTHON`).
+mod resolved {
+    include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
+}
+
+/// The interpreter's layout (prefix, executable, search path), resolved by build.rs.
+mod layout {
+    include!(concat!(env!("OUT_DIR"), "/python_layout.rs"));
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Default limits: what CPython needs, and zero for everything it does not.
+const RLIMITS: &[(Resource, Limit)] = &[
+    (Resource::As, Limit::Value(512 * MIB)), // CPython, libpython, extension modules and the script's heap
+    (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)),       // seconds of CPU; -r cpu=inf for long jobs
+    (Resource::Data, Limit::Value(512 * MIB)),
+    (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
+    (Resource::Locks, Limit::Value(0)),
+    (Resource::Memlock, Limit::Value(0)),
+    (Resource::Msgqueue, Limit::Value(0)),
+    (Resource::Nice, Limit::Value(0)),
+    (Resource::Nofile, Limit::Value(64)), // stdio, the script, imports in flight, an asyncio loop
+    (Resource::Nproc, Limit::Value(0)),   // no processes and no threads (seccomp denies both too)
+    (Resource::Rss, Limit::Value(0)),     // not enforced by Linux; zero documents intent
+    (Resource::Rtprio, Limit::Value(0)),
+    (Resource::Rttime, Limit::Value(0)),
+    (Resource::Sigpending, Limit::Value(0)),
+    (Resource::Stack, Limit::Value(8 * MIB)), // CPython's recursion limit (1000) stops first
+];
+
+/// Devices every Python program may read, on top of the resolved interpreter files.
+const DEVICES: [(&str, FsAccess, &str); 2] = [
+    ("/dev/null", FsAccess::Read, "reading nothing"),
+    ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
+];
+
+const TABLE_LENGTH: usize = resolved::RUNTIME_FILES.len() + DEVICES.len();
+
+/// The resolved table followed by the devices; an empty resolved table does not compile.
+static RUNTIME_FILES: [(&str, FsAccess, &str); TABLE_LENGTH] = {
+    assert!(!resolved::RUNTIME_FILES.is_empty(), "hpython: the resolved runtime table is empty");
+    let mut table = [DEVICES[0]; TABLE_LENGTH];
+    let mut index = 0;
+    while index < resolved::RUNTIME_FILES.len() {
+        table[index] = resolved::RUNTIME_FILES[index];
+        index += 1;
+    }
+    let mut device = 0;
+    while device < DEVICES.len() {
+        table[index + device] = DEVICES[device];
+        device += 1;
+    }
+    table
+};
+
+fn interpreter_version() -> String {
+    // SAFETY: Py_GetVersion needs no initialised interpreter; it returns a static C string.
+    let version = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) };
+    let version = version.to_string_lossy();
+    format!("Python {}", version.split_whitespace().next().unwrap_or(layout::PYTHON_VERSION))
+}
+
+static PROFILE: HostProfile = HostProfile {
+    name: "hpython",
+    language: "Python",
+    interpreter_version,
+    rlimits: RLIMITS,
+    runtime_files: &RUNTIME_FILES,
+    seccomp: &seccomp::PROGRAM,
+};
+
+/// Exit status for an uncaught error in the script (SPEC).
+const SCRIPT_ERROR: u8 = 2;
+/// Exit status when flushing stdout/stderr fails at the end (as CPython's own `python3`).
+const FLUSH_FAILED: u8 = 120;
+
+/// Runs the script as `__main__`. An uncaught exception is printed by `sys.excepthook` without
+/// the frames of this driver and of runpy (so it reads as `python3 SCRIPT` prints it), then
+/// becomes `SystemExit(2)`; `sys.exit(n)` propagates, and CPython turns it into exit status n.
+const DRIVER: &CStr = cr#"
+def _hpython_main():
+    import sys, runpy
+    path = sys.argv[0]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as error:
+        hidden = {"<string>", "<frozen runpy>", getattr(runpy, "__file__", None)}
+        trace = error.__traceback__
+        while trace is not None and trace.tb_frame.f_code.co_filename in hidden:
+            trace = trace.tb_next
+        # The printer reads the exception's own __traceback__, so trim that one.
+        error.__traceback__ = trace
+        sys.excepthook(type(error), error, trace)
+        raise SystemExit(2) from None
+_hpython_main()
+"#;
+
+fn c_string(host_error: &str, bytes: &[u8]) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{host_error} contains a NUL byte"))
+}
+
+/// Turns a failed `PyStatus` into one line.
+fn check(status: ffi::PyStatus, what: &str) -> Result<(), String> {
+    // SAFETY: PyStatus_Exception only reads the status value.
+    if unsafe { ffi::PyStatus_Exception(status) } == 0 {
+        return Ok(());
+    }
+    let message = if status.err_msg.is_null() {
+        "unknown error".to_string()
+    } else {
+        // SAFETY: a non-null err_msg is a static C string set by CPython.
+        unsafe { CStr::from_ptr(status.err_msg) }.to_string_lossy().into_owned()
+    };
+    Err(format!("cannot initialise Python ({what}): {message}"))
+}
+
+/// Appends a byte path to a wide-string list, decoded as CPython decodes paths (UTF-8 mode,
+/// surrogateescape). Only valid after pre-initialisation.
+fn append_path(list: *mut ffi::PyWideStringList, path: &OsStr) -> Result<(), String> {
+    let bytes = c_string("a module search path", path.as_bytes())?;
+    // SAFETY: the pre-initialised runtime decodes a valid NUL-terminated string; the result is
+    // PyMem_RawMalloc'ed (or null on failure).
+    let wide = unsafe { ffi::Py_DecodeLocale(bytes.as_ptr(), std::ptr::null_mut()) };
+    if wide.is_null() {
+        return Err(format!("cannot decode the path {}", path.to_string_lossy()));
+    }
+    // SAFETY: `list` points into a live PyConfig; the list copies the string.
+    let status = unsafe { ffi::PyWideStringList_Append(list, wide) };
+    // SAFETY: `wide` came from Py_DecodeLocale, which allocates with PyMem_RawMalloc.
+    unsafe { ffi::PyMem_RawFree(wide.cast()) };
+    check(status, "module search path")
+}
+
+/// Initialises CPython from an isolated configuration. The sandbox is already in force.
+fn initialise(started: &h_host::Started) -> Result<(), String> {
+    // SAFETY: an all-zero PyPreConfig is a valid value to initialise; the Init call fills it.
+    let mut preconfig: ffi::PyPreConfig = unsafe { std::mem::zeroed() };
+    // SAFETY: `preconfig` is a valid, writable PyPreConfig.
+    unsafe { ffi::PyPreConfig_InitIsolatedConfig(&mut preconfig) };
+    // UTF-8 mode: the sandbox clears LANG, and the C locale would make print("é") fail.
+    preconfig.utf8_mode = 1;
+    // SAFETY: called once, before any other initialisation, with a valid preconfig.
+    check(unsafe { ffi::Py_PreInitialize(&preconfig) }, "pre-initialisation")?;
+
+    // SAFETY: an all-zero PyConfig is a valid value to initialise; the Init call fills it.
+    let mut config: ffi::PyConfig = unsafe { std::mem::zeroed() };
+    // SAFETY: `config` is a valid, writable PyConfig.
+    unsafe { ffi::PyConfig_InitIsolatedConfig(&mut config) };
+    let result = configure_and_start(&mut config, started);
+    // SAFETY: `config` was initialised above and is cleared exactly once.
+    unsafe { ffi::PyConfig_Clear(&mut config) };
+    result
+}
+
+fn configure_and_start(config: &mut ffi::PyConfig, started: &h_host::Started) -> Result<(), String> {
+    config.site_import = 0; // no site: no dist-packages, no .pth files running code at start
+    config.user_site_directory = 0;
+    config.use_environment = 0;
+    config.write_bytecode = 0;
+    config.parse_argv = 0;
+    config.safe_path = 1;
+    config.install_signal_handlers = 1; // KeyboardInterrupt, BrokenPipeError as in python3
+    config.pathconfig_warnings = 0;
+
+    let executable = c_string("the Python executable", layout::PYTHON_EXECUTABLE.as_bytes())?;
+    let home = c_string("the Python prefix", layout::PYTHON_PREFIX.as_bytes())?;
+    // SAFETY: the field pointers belong to `config`; the strings are valid and copied.
+    check(unsafe { ffi::PyConfig_SetBytesString(config, &mut config.program_name, executable.as_ptr()) }, "program_name")?;
+    // SAFETY: as above.
+    check(unsafe { ffi::PyConfig_SetBytesString(config, &mut config.home, home.as_ptr()) }, "home")?;
+
+    let mut arguments = vec![c_string("the script name", started.script.as_os_str().as_bytes())?];
+    for argument in &started.script_args {
+        arguments.push(c_string("a script argument", argument.as_bytes())?);
+    }
+    let mut pointers: Vec<*const std::ffi::c_char> = arguments.iter().map(|argument| argument.as_ptr()).collect();
+    let count = ffi::Py_ssize_t::try_from(pointers.len()).map_err(|_| "too many script arguments".to_string())?;
+    // SAFETY: `pointers` holds `count` valid C strings that outlive the call; CPython copies them.
+    check(unsafe { ffi::PyConfig_SetBytesArgv(config, count, pointers.as_mut_ptr()) }, "argv")?;
+
+    config.module_search_paths_set = 1;
+    if started.allow_script_dir {
+        // -s: the script's siblings import first, as `python3 SCRIPT` puts its directory first.
+        append_path(&mut config.module_search_paths, started.script_dir.as_os_str())?;
+    }
+    for path in layout::MODULE_SEARCH_PATHS {
+        append_path(&mut config.module_search_paths, OsStr::new(path))?;
+    }
+    // SAFETY: `config` is fully set; CPython copies what it keeps.
+    check(unsafe { ffi::Py_InitializeFromConfig(config) }, "startup")
+}
+
+fn main() -> ExitCode {
+    let started = h_host::start(&PROFILE);
+    if let Err(message) = initialise(&started) {
+        h_host::fail(PROFILE.name, message);
+    }
+    // SAFETY: the interpreter is initialised and this thread holds the GIL; DRIVER is a valid
+    // C string. SystemExit (the script's or the driver's) ends the process inside this call,
+    // after CPython's own finalisation.
+    let result = unsafe { ffi::PyRun_SimpleString(DRIVER.as_ptr()) };
+    // SAFETY: initialised above and finalised once; flushes sys.stdout and sys.stderr.
+    let finalised = unsafe { ffi::Py_FinalizeEx() };
+    if result != 0 {
+        ExitCode::from(SCRIPT_ERROR)
+    } else if finalised < 0 {
+        ExitCode::from(FLUSH_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
