@@ -62,6 +62,9 @@ pub struct Case {
     /// Files created before the run, relative to the work directory.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Send stdout to a regular file in the work directory (as `> file` does) instead of a pipe.
+    #[serde(default)]
+    pub stdout_to_file: bool,
     /// Seconds before the run is killed and the case fails.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
@@ -177,9 +180,13 @@ struct Outcome {
     stderr: String,
 }
 
-fn execute(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Outcome {
+fn execute(mut command: Command, stdin: Option<&str>, stdout_file: Option<&Path>, timeout: Duration) -> Outcome {
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    match stdout_file {
+        Some(path) => command.stdout(std::fs::File::create(path).unwrap()),
+        None => command.stdout(Stdio::piped()),
+    };
+    command.stderr(Stdio::piped());
     let mut child = command.spawn().unwrap_or_else(|error| panic!("spawning {command:?}: {error}"));
     if let Some(text) = stdin {
         let mut pipe = child.stdin.take().unwrap();
@@ -188,11 +195,13 @@ fn execute(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Outc
             let _ = pipe.write_all(text.as_bytes());
         });
     }
-    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut stdout_pipe = child.stdout.take();
     let mut stderr_pipe = child.stderr.take().unwrap();
     let stdout_reader = std::thread::spawn(move || {
         let mut buffer = Vec::new();
-        let _ = stdout_pipe.read_to_end(&mut buffer);
+        if let Some(pipe) = stdout_pipe.as_mut() {
+            let _ = pipe.read_to_end(&mut buffer);
+        }
         buffer
     });
     let stderr_reader = std::thread::spawn(move || {
@@ -212,9 +221,13 @@ fn execute(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Outc
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let mut stdout = stdout_reader.join().unwrap();
+    if let Some(path) = stdout_file {
+        stdout = std::fs::read(path).unwrap();
+    }
     Outcome {
         status,
-        stdout: String::from_utf8_lossy(&stdout_reader.join().unwrap()).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr_reader.join().unwrap()).into_owned(),
     }
 }
@@ -380,7 +393,8 @@ pub fn run_suite(suite: &Suite) -> usize {
                     let mut arguments = vec![case.script.clone()];
                     arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
                     let command = command_for(&control_program, &suite.control[1..], arguments, &case, &work, who);
-                    let outcome = execute(command, case.stdin.as_deref(), timeout);
+                    let stdout_file = case.stdout_to_file.then(|| work.join("stdout.txt"));
+                    let outcome = execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout);
                     problems.extend(judge(control, &outcome, &work).into_iter().map(|p| format!("control: {p}")));
                 }
                 let work = prepare_work(&scratch, &format!("{slug}-{}", who.label), &case_dir, &case, who);
@@ -388,7 +402,8 @@ pub fn run_suite(suite: &Suite) -> usize {
                 arguments.push(case.script.clone());
                 arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
                 let command = command_for(&binary, &[], arguments, &case, &work, who);
-                let outcome = execute(command, case.stdin.as_deref(), timeout);
+                let stdout_file = case.stdout_to_file.then(|| work.join("stdout.txt"));
+                let outcome = execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout);
                 problems.extend(judge(&case.expect, &outcome, &work));
                 if problems.is_empty() {
                     println!("ok   {name} ({})", who.label);

@@ -40,6 +40,15 @@ pub struct Started {
     pub script_dir: PathBuf,
     pub script_args: Vec<OsString>,
     pub allow_script_dir: bool,
+    /// The limits set by the sandbox (an interpreter may mirror one, e.g. its heap limit).
+    pub rlimits: Vec<(Resource, Limit)>,
+}
+
+impl Started {
+    /// The limit the sandbox set for `resource`, if it set one.
+    pub fn rlimit(&self, resource: Resource) -> Option<Limit> {
+        self.rlimits.iter().find(|(set, _)| *set == resource).map(|&(_, limit)| limit)
+    }
 }
 
 /// Prints `HOST: message` and exits 1: the one way every host reports bad input or a failed stage.
@@ -156,6 +165,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         script_dir,
         script_args: options.script_args.clone(),
         allow_script_dir: options.allow_script_dir,
+        rlimits: policy.rlimits.clone(),
     };
     (policy, started)
 }

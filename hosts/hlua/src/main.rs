@@ -61,6 +61,14 @@ fn main() -> ExitCode {
     // which mlua's safe constructor removes. The SPEC keeps them present so that the kernel,
     // not a Lua-level stub, stops them; the debug library stays out (ALL_SAFE).
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE, LuaOptions::new()) };
+    // Lua's heap stops short of the address-space limit, so a memory bomb ends in Lua's own
+    // "not enough memory" error (exit 2) rather than in an allocation failure outside Lua.
+    if let Some(Limit::Value(address_space)) = started.rlimit(Resource::As) {
+        let heap = address_space.saturating_sub(64 * MIB).max(address_space / 2);
+        if let Err(error) = lua.set_memory_limit(usize::try_from(heap).unwrap_or(usize::MAX)) {
+            h_host::fail("hlua", format!("cannot limit the Lua heap: {error}"));
+        }
+    }
     match run(&lua, &started) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
