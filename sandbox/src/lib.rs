@@ -7,6 +7,7 @@
 mod capabilities;
 mod descriptors;
 mod environment;
+pub mod exec;
 mod filesystem;
 mod limits;
 mod monitor;
@@ -16,7 +17,6 @@ mod syscall_filter;
 mod threads;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 pub use capabilities::{CapabilitiesError, CapabilityReport};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
@@ -42,13 +42,6 @@ pub struct Policy {
     pub environment: Vec<(OsString, OsString)>,
     /// The generated allow-list for this host and architecture.
     pub seccomp: &'static SeccompProgram,
-}
-
-impl Policy {
-    /// The landlock rule for a path, if any (used by `--print-policy` and tests).
-    pub fn fs_rule(&self, path: &std::path::Path) -> Option<&FsRule> {
-        self.fs_rules.iter().find(|rule| rule.path == path)
-    }
 }
 
 /// What [`apply`] achieved, for the host to report.
@@ -106,9 +99,4 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
     handoff.give(listener)?;
     Ok(Applied { landlock, capabilities })
-}
-
-/// Paths that must exist for a policy to be applied; a host checks them before printing or applying.
-pub fn missing_paths(policy: &Policy) -> Vec<PathBuf> {
-    policy.fs_rules.iter().filter(|rule| !rule.path.exists()).map(|rule| rule.path.clone()).collect()
 }

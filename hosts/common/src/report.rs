@@ -70,6 +70,8 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
     let _ = writeln!(out, "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);");
     let _ = writeln!(out, "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP");
     let _ = writeln!(out, "no_new_privs: set");
+    let _ = writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
+    let _ = writeln!(out, "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter");
     let _ = writeln!(out, "file descriptors: only 0, 1 and 2 are inherited");
     if policy.environment.is_empty() {
         let _ = writeln!(out, "environment: empty");
