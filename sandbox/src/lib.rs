@@ -7,7 +7,6 @@
 mod capabilities;
 mod descriptors;
 mod environment;
-pub mod exec;
 mod filesystem;
 mod limits;
 mod monitor;
