@@ -1,0 +1,188 @@
+# One NixOS VM test: boot a kernel, run every host's case harness as an unprivileged user and
+# assert what that kernel must show (./kernels.nix); on the kernel without landlock, run the
+# seccomp probes of ./hosts.nix instead.
+{
+  lib,
+  pkgs,
+  name,
+  kernel,
+  hostPackages,
+  cases,
+}:
+let
+  hostNames = lib.attrNames hostPackages;
+  info = lib.mapAttrs (
+    host: package:
+    let
+      probes = package.passthru.probes;
+    in
+    {
+      binary = lib.getExe package;
+      inherit (package.passthru) control;
+      probes = lib.mapAttrs (
+        probe: spec:
+        spec
+        // {
+          script = pkgs.writeText "${host}-${probe}-probe" spec.script;
+        }
+      ) probes;
+    }
+  ) hostPackages;
+  controls = lib.foldl' (acc: package: acc // package.passthru.controls) { } (
+    lib.attrValues hostPackages
+  );
+  expectations = {
+    inherit (kernel)
+      kernelPrefix
+      landlock
+      abiMin
+      abiMax
+      runCases
+      ;
+  };
+in
+pkgs.testers.runNixOSTest {
+  name = "h-${name}";
+
+  nodes.machine =
+    { ... }:
+    {
+      boot.kernelPackages = kernel.kernelPackages;
+      # NixOS passes `lsm=` from security.lsm (landlock, yama and bpf by default); leaving
+      # landlock out gives a kernel without landlock, the case --allow-degraded exists for.
+      security.lsm = lib.mkIf (!kernel.landlock) (lib.mkForce [
+        "yama"
+        "bpf"
+      ]);
+
+      users.users.tester = {
+        isNormalUser = true;
+        description = "unprivileged user running the cases";
+      };
+
+      environment.systemPackages = lib.attrValues hostPackages;
+
+      # The case harness runs its control runs with PATH=/usr/local/bin:/usr/bin:/bin.
+      systemd.tmpfiles.rules = lib.mapAttrsToList (
+        command: target:
+        let
+          link = if lib.hasPrefix "/" command then command else "/usr/local/bin/${command}";
+        in
+        "L+ ${link} - - - - ${target}"
+      ) controls;
+
+      # A listener for the network probes: the control run must reach it, the host must not.
+      systemd.services.h-listener = {
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server 8000 --bind 127.0.0.1";
+      };
+
+      virtualisation = {
+        memorySize = 2048;
+        cores = 2;
+      };
+    };
+
+  testScript = ''
+    import json
+    import re
+    import shlex
+
+    hosts = json.loads(${builtins.toJSON (builtins.toJSON info)})
+    expect = json.loads(${builtins.toJSON (builtins.toJSON expectations)})
+    cases = "${cases}/share/h-cases"
+
+
+    def as_tester(command, **kwargs):
+        """Runs COMMAND as the unprivileged user; returns (status, stdout+stderr)."""
+        return machine.execute(f"runuser -u tester -- sh -c {shlex.quote(command)} 2>&1", **kwargs)
+
+
+    def feature(policy, text, enforced):
+        mark = "x" if enforced else " "
+        assert f"[{mark}] {text}" in policy, f"--print-policy lacks '[{mark}] {text}':\n{policy}"
+
+
+    machine.wait_for_unit("multi-user.target")
+    release = machine.succeed("uname -r").strip()
+    print(f"kernel {release}; lsm: {machine.execute('cat /sys/kernel/security/lsm')[1].strip()}")
+    assert release.startswith(expect["kernelPrefix"]), f"booted {release}, wanted {expect['kernelPrefix']}*"
+    machine.succeed("install -d -m 755 /srv/probe && touch /srv/probe/empty && chmod 644 /srv/probe/empty")
+    summary = []
+
+    for host, info in sorted(hosts.items()):
+        binary = info["binary"]
+        with subtest(f"{host}: what the kernel enforces"):
+            status, version = as_tester(f"{binary} --version")
+            assert status == 0, f"{host} --version failed: {version}"
+            match = re.search(r"landlock ABI (\d+)", version)
+            if expect["landlock"]:
+                assert match is not None, f"{host} reports no landlock on {release}: {version}"
+                abi = int(match.group(1))
+                assert abi >= expect["abiMin"], f"{host}: landlock ABI {abi} < {expect['abiMin']}"
+                if expect["abiMax"] is not None:
+                    assert abi <= expect["abiMax"], f"{host}: landlock ABI {abi} > {expect['abiMax']}"
+                status, policy = as_tester(f"{binary} --print-policy /srv/probe/empty")
+                assert status == 0, policy
+                feature(policy, "filesystem: execute, read, write, create, remove (ABI 1)", True)
+                feature(policy, "filesystem: link and rename across directories (ABI 2)", True)
+                feature(policy, "network: TCP bind and connect (ABI 4)", abi >= 4)
+                feature(policy, "scope: abstract unix sockets and signals (ABI 6)", abi >= 6)
+                # A Nix-built policy names store paths only (plus the script and /dev nodes).
+                assert " /usr/" not in policy, f"{host}: /usr leaked into the policy:\n{policy}"
+                summary.append(f"{host}: landlock ABI {abi}")
+            else:
+                assert "no landlock" in version, f"{host} claims landlock: {version}"
+                status, output = as_tester(f"{binary} /srv/probe/empty")
+                assert status == 1 and "landlock" in output, (
+                    f"{host} without landlock and without --allow-degraded: exit {status}, {output}"
+                )
+                status, policy = as_tester(f"{binary} --allow-degraded --print-policy /srv/probe/empty")
+                assert status == 0 and "NOT ENFORCED" in policy, policy
+                status, output = as_tester(f"{binary} --allow-degraded /srv/probe/empty")
+                assert status == 0, f"{host} --allow-degraded: exit {status}, {output}"
+                summary.append(f"{host}: no landlock, refused without --allow-degraded")
+
+        if not expect["landlock"]:
+            for probe, spec in sorted(info["probes"].items()):
+                with subtest(f"{host}: seccomp alone stops the {probe} probe"):
+                    run = f"env H_SECRET=leak {{}} {spec['script']}; echo \"status=$?\""
+                    _, control = as_tester(run.format(info["control"]))
+                    assert spec["control"] in control, f"{host} {probe} control run proves nothing: {control}"
+                    _, output = as_tester(run.format(f"{binary} --allow-degraded"))
+                    status = int(output.rsplit("status=", 1)[1])
+                    shown = output.rsplit("status=", 1)[0]
+                    if "stdout" in spec:
+                        lines = [line.strip() for line in shown.splitlines()]
+                        assert spec["stdout"] in lines and status == 0, f"{host} {probe}: {output}"
+                    if "lacks" in spec:
+                        assert spec["lacks"] not in shown, f"{host} {probe} got through: {output}"
+                    if spec.get("status") == "nonzero":
+                        assert status != 0, f"{host} {probe}: exit 0: {output}"
+                    elif "status" in spec:
+                        assert status == spec["status"], f"{host} {probe}: exit {status}: {output}"
+                    if "stderr" in spec:
+                        assert spec["stderr"] in shown, f"{host} {probe}: no '{spec['stderr']}': {output}"
+
+        if expect["runCases"]:
+            with subtest(f"{host}: every case, as the unprivileged user"):
+                source = f"{cases}/{host}"
+                crate = machine.succeed(f"cat {source}/manifest-dir").strip()
+                target = machine.succeed(f"cat {source}/binary-path").strip()
+                # Recreate the build-time paths the harness has compiled in, with the packaged binary.
+                machine.succeed(
+                    f"mkdir -p {crate} && cp -r {source}/crate/. {crate}/ && chmod -R u+w,a+rX {crate}",
+                    f"install -D -m 755 {binary} {target}",
+                    f"chmod a+rx $(dirname {crate}) $(dirname {target})",
+                )
+                status, output = as_tester(f"{source}/harness", timeout=3600)
+                print(output)
+                counts = re.search(r"(\d+) passed, (\d+) failed", output)
+                assert counts is not None, f"{host}: the harness printed no count"
+                assert status == 0 and counts.group(2) == "0", f"{host} cases failed on {release}"
+                assert int(counts.group(1)) > 0, f"{host}: no case ran"
+                summary.append(f"{host}: {counts.group(1)} cases passed")
+
+    print(f"kernel {release}: " + "; ".join(summary))
+  '';
+}
