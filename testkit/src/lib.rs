@@ -62,6 +62,9 @@ pub struct Case {
     /// Files created before the run, relative to the work directory.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Octal modes applied to created files after they are written (e.g. "000").
+    #[serde(default)]
+    pub file_modes: BTreeMap<String, String>,
     /// Send stdout to a regular file in the work directory (as `> file` does) instead of a pipe.
     #[serde(default)]
     pub stdout_to_file: bool,
@@ -322,6 +325,10 @@ fn prepare_work(scratch: &Scratch, name: &str, case_dir: &Path, case: &Case, who
     }
     chown_tree(&work, who);
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, mode) in &case.file_modes {
+        let mode = u32::from_str_radix(mode, 8).unwrap_or_else(|_| panic!("bad mode {mode}"));
+        std::fs::set_permissions(work.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     work
 }
 
