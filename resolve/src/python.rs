@@ -123,7 +123,12 @@ pub fn runtime_files(layout: &PythonLayout) -> Result<Vec<RuntimeFile>, ResolveE
     let mut files: Vec<RuntimeFile> = Vec::new();
     let stdlib = canonical(&layout.stdlib)?;
     let dynload = canonical(&layout.lib_dynload)?;
-    files.push(RuntimeFile { path: stdlib.clone(), access: Access::Read, why: "the Python standard library".into() });
+    let stdlib_why = if dynload.starts_with(&stdlib) {
+        "the Python standard library, with its extension modules (lib-dynload)"
+    } else {
+        "the Python standard library"
+    };
+    files.push(RuntimeFile { path: stdlib.clone(), access: Access::Read, why: stdlib_why.into() });
     if !dynload.starts_with(&stdlib) {
         files.push(RuntimeFile {
             path: dynload.clone(),
