@@ -8,6 +8,7 @@
 
 mod constants;
 mod filters;
+mod nixcheck;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "codegen" => filters::codegen(&root, arguments.iter().any(|arg| arg == "--check")),
         "verify" => verify_report(&root),
+        "nix-check" => nixcheck::run(&root),
         "run" => {
             let Some(host) = arguments.get(1) else { bail!("usage: cargo xtask run HOST ARGS...") };
             run(cargo().current_dir(&root).args(["build", "--release", "--quiet", "--package", host]))?;
@@ -93,6 +95,7 @@ fn main() -> Result<()> {
             ensure_packages(TEST_PACKAGES)?;
             filters::codegen(&root, true)?;
             verify_report(&root)?;
+            nixcheck::run(&root)?;
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
         }
         "bench" => {
