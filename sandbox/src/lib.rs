@@ -7,6 +7,7 @@
 mod capabilities;
 mod descriptors;
 mod environment;
+pub mod exec;
 mod filesystem;
 mod limits;
 mod monitor;

@@ -132,6 +132,12 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("GRND_NONBLOCK", 1, 1),
     ("GRND_RANDOM", 2, 2),
     ("GRND_INSECURE", 4, 4),
+    // hsh, hnode: the descriptor h_sandbox::exec opens the interpreter at for execveat
+    ("EXEC_FD", 3, 3),
+    // arch_prctl codes (x86_64 only; glibc sets the thread pointer at start-up)
+    ("ARCH_SET_FS", 0x1002, 0x1002),
+    // fcntl: pipe capacity (bash sizes here-documents against it)
+    ("F_GETPIPE_SZ", 1032, 1032),
     // null pointer
     ("NULL", 0, 0),
 ];

@@ -1,0 +1,182 @@
+//! hsh: runs an untrusted bash script under h's sandbox. The launcher applies every stage, then
+//! replaces itself with the real bash found at build time (`bash --norc --noprofile -- SCRIPT
+//! ARGS...`), which inherits the whole sandbox and the scrubbed environment.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use h_host::HostProfile;
+use h_sandbox::exec::Interpreter;
+use h_sandbox::{FsAccess, Limit, Resource};
+
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+mod seccomp;
+
+/// bash's path and version, resolved by build.rs.
+mod bash {
+    include!(concat!(env!("OUT_DIR"), "/bash.rs"));
+}
+
+/// bash and its ELF closure, resolved by build.rs (read+execute).
+mod resolved {
+    include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Default limits: what a shell script needs, and zero for everything it does not.
+/// Every process bash forks inherits them, each on its own (a limit is per process) except
+/// `nproc`, which the kernel counts per real user id across the whole machine.
+const RLIMITS: &[(Resource, Limit)] = &[
+    (Resource::As, Limit::Value(256 * MIB)), // per process: bash and each subshell
+    (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)),       // seconds of CPU per process; -r cpu=inf for long jobs
+    (Resource::Data, Limit::Value(256 * MIB)),
+    (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
+    (Resource::Locks, Limit::Value(0)),
+    (Resource::Memlock, Limit::Value(0)),
+    (Resource::Msgqueue, Limit::Value(0)),
+    (Resource::Nice, Limit::Value(0)),
+    (Resource::Nofile, Limit::Value(64)), // stdio, bash's saved descriptors (10 and up), the script, pipes
+    // Subshells, $(...) and pipelines fork. RLIMIT_NPROC counts every process of the real user
+    // id on the machine, not only the script's: a user who already runs more than this must
+    // raise it (-r nproc=N). The kernel does not apply it to uid 0 at all (see docs/hsh.md).
+    (Resource::Nproc, Limit::Value(64)),
+    (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
+    (Resource::Rtprio, Limit::Value(0)),
+    (Resource::Rttime, Limit::Value(0)),
+    (Resource::Sigpending, Limit::Value(0)), // SIGCHLD and kill() are not queued against it
+    (Resource::Stack, Limit::Value(8 * MIB)),
+];
+
+type Entry = (&'static str, FsAccess, &'static str);
+
+/// Devices every shell script uses.
+const DEVICES: &[Entry] = &[
+    ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output (>/dev/null, 2>&-)"),
+    ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
+];
+
+const fn concat<const N: usize>(first: &[Entry], second: &[Entry]) -> [Entry; N] {
+    let mut out: [Entry; N] = [("", FsAccess::Read, ""); N];
+    let mut index = 0;
+    while index < first.len() {
+        out[index] = first[index];
+        index += 1;
+    }
+    let mut offset = 0;
+    while offset < second.len() {
+        out[first.len() + offset] = second[offset];
+        offset += 1;
+    }
+    out
+}
+
+static RUNTIME_FILES: [Entry; resolved::RUNTIME_FILES.len() + DEVICES.len()] =
+    concat(resolved::RUNTIME_FILES, DEVICES);
+
+fn interpreter_version() -> String {
+    bash::BASH_VERSION.to_string()
+}
+
+static PROFILE: HostProfile = HostProfile {
+    name: "hsh",
+    language: "bash",
+    interpreter_version,
+    rlimits: RLIMITS,
+    runtime_files: &RUNTIME_FILES,
+    seccomp: &seccomp::PROGRAM,
+};
+
+fn main() -> ExitCode {
+    let bash = match Interpreter::locate(Path::new(bash::BASH)) {
+        Ok(bash) => bash,
+        Err(error) => h_host::fail(PROFILE.name, error),
+    };
+    let started = h_host::start(&PROFILE);
+    // `--` ends bash's options: a script named like an option is still the script.
+    let mut arguments: Vec<OsString> = vec!["--norc".into(), "--noprofile".into(), "--".into()];
+    arguments.push(started.script.into_os_string());
+    arguments.extend(started.script_args);
+    let error = bash.exec(&arguments);
+    h_host::fail(PROFILE.name, error)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The filter's answers to the calls the attacks rely on, evaluated on the generated program.
+
+    use h_sandbox::exec::EXEC_FD;
+    use h_sandbox::seccomp_program::bpf;
+
+    use super::seccomp::PROGRAM;
+
+    const ALLOW: u32 = bpf::SECCOMP_RET_ALLOW;
+
+    fn action(name: &str, args: [u64; 6]) -> u32 {
+        let number = PROGRAM
+            .syscall_names
+            .iter()
+            .find(|&&(_, known)| known == name)
+            .map(|&(number, _)| number)
+            .unwrap_or_else(|| panic!("no syscall {name}"));
+        bpf::evaluate(PROGRAM.instructions, number, PROGRAM.audit_arch, args).expect("well-formed program").0
+    }
+
+    #[test]
+    fn tiocsti_and_tioclinux_are_denied() {
+        const TIOCSTI: u64 = 0x5412;
+        const TIOCLINUX: u64 = 0x541C;
+        const TCGETS: u64 = 0x5401;
+        assert_eq!(action("ioctl", [0, TCGETS, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("ioctl", [0, TIOCSTI, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("ioctl", [0, TIOCLINUX, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("ioctl", [0, TIOCSTI | 1 << 32, 0, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn only_the_launchers_execveat_is_allowed() {
+        let fd = EXEC_FD as u64;
+        let empty_path = libc::AT_EMPTY_PATH as u64;
+        assert_eq!(action("execveat", [fd, 0, 0, 0, empty_path, 0]), ALLOW);
+        assert_ne!(action("execveat", [fd + 1, 0, 0, 0, empty_path, 0]), ALLOW);
+        assert_ne!(action("execveat", [libc::AT_FDCWD as u64, 0, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("execveat", [fd, 0, 0, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn fork_is_allowed_but_not_threads_or_namespaces() {
+        let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+        assert_eq!(action("clone", [fork, 0, 0, 0, 0, 0]), ALLOW);
+        for extra in [libc::CLONE_VM, libc::CLONE_THREAD, libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWPID] {
+            assert_ne!(action("clone", [fork | extra as u64, 0, 0, 0, 0, 0]), ALLOW, "{extra:#x}");
+        }
+        assert_eq!(action("clone3", [0; 6]), bpf::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+    }
+
+    #[test]
+    fn no_socket_no_ptrace_no_io_uring_no_executable_anonymous_memory() {
+        assert_ne!(action("socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("socket", [libc::AF_INET6 as u64, 1, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(action("socket", [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), bpf::SECCOMP_RET_ERRNO | libc::EACCES as u32);
+        assert_ne!(action("ptrace", [0; 6]), ALLOW);
+        assert_ne!(action("io_uring_setup", [0; 6]), ALLOW);
+        let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        assert_ne!(action("mmap", [0, 4096, rwx, libc::MAP_PRIVATE as u64, 3, 0]), ALLOW);
+        assert_ne!(action("mmap", [0, 4096, rx, anonymous, u64::MAX, 0]), ALLOW);
+        assert_eq!(action("mmap", [0, 4096, rx, libc::MAP_PRIVATE as u64, 3, 0]), ALLOW);
+        assert_ne!(action("mprotect", [0, 4096, rx, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn limits_of_the_own_process_only() {
+        assert_eq!(action("prlimit64", [0, libc::RLIMIT_NOFILE as u64, 0, 0x1000, 0, 0]), ALLOW);
+        // Setting is left to the kernel: soft = hard and no CAP_SYS_RESOURCE, so only lowering works.
+        assert_eq!(action("prlimit64", [0, libc::RLIMIT_NOFILE as u64, 0x1000, 0, 0, 0]), ALLOW);
+        assert_ne!(action("prlimit64", [1, libc::RLIMIT_NOFILE as u64, 0, 0x1000, 0, 0]), ALLOW);
+    }
+}
