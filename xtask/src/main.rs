@@ -29,30 +29,32 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null")).status().is_ok_and(|s| s.success())
+/// Debian packages the build and the tests need: the bare interpreters for control runs
+/// (lua5.4, python3.11), libpython for hpython's build, the benchmark and tracing tools.
+const TEST_PACKAGES: &[&str] = &["lua5.4", "python3.11", "libpython3.11-dev", "hyperfine", "strace"];
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-/// Debian packages the tests need: the bare interpreters for control runs and the benchmark tool.
-const TEST_PACKAGES: &[(&str, &str)] = &[("lua5.4", "lua5.4"), ("hyperfine", "hyperfine"), ("strace", "strace")];
+fn is_root() -> bool {
+    let output = Command::new("id").arg("-u").output();
+    output.ok().and_then(|out| String::from_utf8(out.stdout).ok()).is_some_and(|uid| uid.trim() == "0")
+}
 
-fn ensure_packages(wanted: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> =
-        wanted.iter().filter(|(program, _)| !have(program)).map(|&(_, package)| package).collect();
+fn ensure_packages(wanted: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = wanted.iter().copied().filter(|package| !installed(package)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe_geteuid() != 0 {
+    if !is_root() {
         bail!("missing Debian packages; run as root: apt-get update && apt-get install -y {}", missing.join(" "));
     }
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-fn unsafe_geteuid() -> u32 {
-    let output = Command::new("id").arg("-u").output();
-    output.ok().and_then(|out| String::from_utf8(out.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(1)
 }
 
 fn cargo() -> Command {
