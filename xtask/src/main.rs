@@ -75,6 +75,39 @@ fn verify_report(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Each host against its bare interpreter on the same hello-world: (host, bare command, script).
+const BENCHMARKS: &[(&str, &str, &str)] = &[
+    ("hlua", "lua5.4", "examples/hello.lua"),
+    ("hpython", "/usr/bin/python3.11 -I -S", "examples/hello.py"),
+    ("hsh", "bash --norc --noprofile", "examples/hello.sh"),
+    ("hnode", "node", "examples/hello.js"),
+];
+
+/// `cargo xtask bench [HOST...]`: hyperfine, 20 warm-up runs and 300 measured runs of each
+/// host and its bare interpreter; the markdown tables go to target/bench/HOST.md.
+fn bench(root: &Path, only: &[String]) -> Result<()> {
+    ensure_packages(TEST_PACKAGES)?;
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    for &(host, bare, script) in BENCHMARKS {
+        if !only.is_empty() && !only.iter().any(|wanted| wanted == host) {
+            continue;
+        }
+        if !root.join("hosts").join(host).join("Cargo.toml").exists() {
+            continue;
+        }
+        run(cargo().current_dir(root).args(["build", "--release", "--quiet", "--package", host]))?;
+        let binary = root.join("target/release").join(host);
+        run(Command::new("hyperfine")
+            .current_dir(root)
+            .args(["--warmup", "20", "--runs", "300", "-N", "--export-markdown"])
+            .arg(out_dir.join(format!("{host}.md")))
+            .arg(format!("{bare} {script}"))
+            .arg(format!("{} {script}", binary.display())))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root = project_root();
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -100,16 +133,7 @@ fn main() -> Result<()> {
             nixcheck::run(&root)?;
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
         }
-        "bench" => {
-            ensure_packages(TEST_PACKAGES)?;
-            run(cargo().current_dir(&root).args(["build", "--release", "--quiet", "--package", "hlua"]))?;
-            let hello = root.join("examples/hello.lua");
-            let hlua = root.join("target/release/hlua");
-            run(Command::new("hyperfine").args(["--warmup", "20", "--runs", "300", "-N"]).arg(format!(
-                "lua5.4 {}",
-                hello.display()
-            )).arg(format!("{} {}", hlua.display(), hello.display())))
-        }
+        "bench" => bench(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),
     }
 }
