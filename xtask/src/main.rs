@@ -5,11 +5,13 @@
 //! - `run HOST ARGS...`    build HOST (release) and run it with ARGS
 //! - `test`                everything CI runs: packages, codegen check, verification, all tests
 //! - `bench`               startup overhead of each host against its bare interpreter
+//! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 
 mod constants;
 mod filters;
 mod nixcheck;
 mod verify;
+mod vmtest;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,6 +136,7 @@ fn main() -> Result<()> {
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
         }
         "bench" => bench(&root, &arguments[1..]),
+        "vm-test" => vmtest::run(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),
     }
 }
