@@ -250,14 +250,12 @@ fn supervise(
         Ok(None) | Err(_) => end_like(reap(child)),
     };
     // SAFETY: pidfd_open and pidfd_getfd take integers; the returned descriptors are ours.
-    let listener = unsafe {
+    let (pidfd, listener) = unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, child, 0);
         if pidfd < 0 {
-            -1
+            (-1, -1)
         } else {
-            let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd as RawFd, listener_number, 0);
-            libc::close(pidfd as RawFd);
-            fd
+            (pidfd, libc::syscall(libc::SYS_pidfd_getfd, pidfd as RawFd, listener_number, 0))
         }
     };
     if listener < 0 {
@@ -265,8 +263,8 @@ fn supervise(
         let _ = write_all(to_child, &errno.to_ne_bytes());
         end_like(reap(child));
     }
-    // SAFETY: pidfd_getfd returned a fresh descriptor owned by nothing else.
-    let listener = unsafe { OwnedFd::from_raw_fd(listener as RawFd) };
+    // SAFETY: pidfd_open and pidfd_getfd returned fresh descriptors owned by nothing else.
+    let (pidfd, listener) = unsafe { (OwnedFd::from_raw_fd(pidfd as RawFd), OwnedFd::from_raw_fd(listener as RawFd)) };
     if let Err(error) = harden_supervisor() {
         kill(child, libc::SIGKILL);
         let _ = writeln!(std::io::stderr(), "{host}: cannot harden the supervisor: {error}");
@@ -276,16 +274,31 @@ fn supervise(
     if write_all(to_child, &0i32.to_ne_bytes()).is_err() {
         end_like(reap(child));
     }
+    // The host's own end is watched through its pidfd as well as through the listener: on
+    // older kernels a filter counts as used until its task is reaped, so the listener reports
+    // POLLHUP only after waitid, and waiting for POLLHUP alone never ends (measured by
+    // `cargo xtask vm-test`: 5.10 and 6.1 hung after every script; 6.12 and later did not).
+    // Once the host is reaped, the listener still reports its descendants (hsh, hnode) until
+    // the last of them has gone.
+    let mut host_ended: Option<Result<i32, libc::c_int>> = None;
     loop {
-        let mut poll = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one pollfd we own; no timeout, no signal mask.
-        let ready = unsafe { libc::ppoll(&mut poll, 1, std::ptr::null(), std::ptr::null()) };
+        let mut polls = [
+            libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: if host_ended.is_some() { -1 } else { pidfd.as_raw_fd() },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two pollfds we own; no timeout, no signal mask.
+        let ready = unsafe { libc::ppoll(polls.as_mut_ptr(), 2, std::ptr::null(), std::ptr::null()) };
         if ready < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
             break;
         }
+        let poll = polls[0];
         if poll.revents & libc::POLLIN != 0 {
             // SAFETY: the kernel requires a zeroed struct and fills it.
             let mut notification: Notification = unsafe { std::mem::zeroed() };
@@ -300,14 +313,21 @@ fn supervise(
             let name = describe(program, notification.nr, notification.arch);
             let _ = writeln!(std::io::stderr(), "{host}: sandbox denied {name}");
             kill(notification.pid as libc::pid_t, libc::SIGKILL);
-            kill(child, libc::SIGKILL);
-            let _ = reap(child);
+            if host_ended.is_none() {
+                // Not after the host was reaped: its pid may belong to someone else by now.
+                kill(child, libc::SIGKILL);
+                let _ = reap(child);
+            }
             end_like(Err(libc::SIGSYS));
         }
         if poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             // Every process under the filter has gone.
             break;
         }
+        if host_ended.is_none() && polls[1].revents != 0 {
+            // The host has exited: collect it, which on older kernels releases its filter.
+            host_ended = Some(reap(child));
+        }
     }
-    end_like(reap(child))
+    end_like(host_ended.unwrap_or_else(|| reap(child)))
 }
