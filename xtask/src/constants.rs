@@ -116,6 +116,7 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("FUTEX_WAIT_BITSET_PRIVATE", 137, 137),
     ("FUTEX_WAKE_BITSET_PRIVATE", 138, 138),
     ("FUTEX_WAIT_BITSET_PRIVATE_REALTIME", 393, 393),
+    ("FUTEX_WAIT_BITSET_REALTIME", 265, 265),
     // prctl options
     ("PR_SET_NAME", 15, 15),
     ("PR_GET_NAME", 16, 16),
@@ -136,6 +137,11 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("EXEC_FD", 3, 3),
     // arch_prctl codes (x86_64 only; glibc sets the thread pointer at start-up)
     ("ARCH_SET_FS", 0x1002, 0x1002),
+    // hnode: madvise advice V8 gives, memory-protection-key access rights
+    ("MADV_DONTFORK", 10, 10),
+    ("MADV_DOFORK", 11, 11),
+    ("PKEY_DISABLE_ACCESS", 1, 1),
+    ("PKEY_DISABLE_WRITE", 2, 2),
     // fcntl: pipe capacity (bash sizes here-documents against it)
     ("F_GETPIPE_SZ", 1032, 1032),
     // null pointer

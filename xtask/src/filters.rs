@@ -135,7 +135,7 @@ pub struct FilterFile {
 
 /// The programs compiled, with the crate directory the output goes to. `monitor` is the
 /// supervisor's own filter, inside the sandbox crate.
-pub const HOSTS: &[(&str, &str)] = &[("monitor", "sandbox"), ("hlua", "hosts/hlua"), ("hsh", "hosts/hsh"), ("hpython", "hosts/hpython")];
+pub const HOSTS: &[(&str, &str)] = &[("monitor", "sandbox"), ("hlua", "hosts/hlua"), ("hsh", "hosts/hsh"), ("hnode", "hosts/hnode"), ("hpython", "hosts/hpython")];
 
 /// The action for calls outside the allow-list of the top-level file `name`.
 pub fn denied_action(filters_dir: &Path, name: &str) -> Result<u32> {

@@ -1,0 +1,1 @@
+module.exports = { where: "helper next to the script" };

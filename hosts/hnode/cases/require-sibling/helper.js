@@ -1,0 +1,1 @@
+module.exports = { where: "WRONG: helper in the current directory" };

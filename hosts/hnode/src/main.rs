@@ -1,0 +1,217 @@
+//! hnode: runs an untrusted Node.js script under h's sandbox. The launcher applies every stage,
+//! then replaces itself with the real node found at build time (`node [--max-old-space-size=N] --
+//! SCRIPT ARGS...`), which inherits the whole sandbox and the scrubbed environment. node's own
+//! threads (V8's platform workers, libuv's threadpool, worker_threads) start after the filter is
+//! installed, so every one of them is under it.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use h_host::HostProfile;
+use h_sandbox::exec::Interpreter;
+use h_sandbox::{FsAccess, Limit, Resource};
+
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+mod seccomp;
+
+/// node's path and version, resolved by build.rs.
+mod node {
+    include!(concat!(env!("OUT_DIR"), "/node.rs"));
+}
+
+/// node and its ELF closure, resolved by build.rs (read+execute).
+mod resolved {
+    include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
+}
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Default limits: what node needs, and zero for everything it does not. Threads share one
+/// address space, so `as` bounds node with all its workers; `nproc` counts threads too.
+const RLIMITS: &[(Resource, Limit)] = &[
+    // Address space, shared by all threads: V8 reserves (PROT_NONE) a large code range and heap
+    // cage per isolate, about 500 MiB each, so node needs ~1 GiB to start and every worker adds
+    // as much; reservations cost no memory. What the script can actually fill is bounded by
+    // `data` (every private writable mapping counts, JIT code included).
+    (Resource::As, Limit::Value(16 * GIB)),
+    (Resource::Core, Limit::Value(0)), // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)), // seconds of CPU, all threads together; -r cpu=inf for long jobs
+    (Resource::Data, Limit::Value(2 * GIB)),
+    (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
+    (Resource::Locks, Limit::Value(0)),
+    (Resource::Memlock, Limit::Value(0)),
+    (Resource::Msgqueue, Limit::Value(0)),
+    (Resource::Nice, Limit::Value(0)),
+    // stdio, libuv's epoll, eventfds and pipes, worker ports, open files. Each worker thread takes
+    // a few descriptors, so this also bounds a worker flood for root, whom nproc does not bind.
+    (Resource::Nofile, Limit::Value(128)),
+    // Threads of the real user id, machine-wide (root is exempt, see docs/hnode.md): node starts
+    // about a dozen (main, 4 V8 platform workers, 4 libuv threadpool threads, helpers), a worker
+    // thread adds a few more.
+    (Resource::Nproc, Limit::Value(64)),
+    (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
+    (Resource::Rtprio, Limit::Value(0)),
+    (Resource::Rttime, Limit::Value(0)),
+    (Resource::Sigpending, Limit::Value(0)),
+    (Resource::Stack, Limit::Value(8 * MIB)),
+];
+
+type Entry = (&'static str, FsAccess, &'static str);
+
+const DEVICES: &[Entry] = &[
+    ("/dev/null", FsAccess::Read, "reading nothing"),
+    ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
+];
+
+const fn concat<const N: usize>(first: &[Entry], second: &[Entry]) -> [Entry; N] {
+    let mut out: [Entry; N] = [("", FsAccess::Read, ""); N];
+    let mut index = 0;
+    while index < first.len() {
+        out[index] = first[index];
+        index += 1;
+    }
+    let mut offset = 0;
+    while offset < second.len() {
+        out[first.len() + offset] = second[offset];
+        offset += 1;
+    }
+    out
+}
+
+static RUNTIME_FILES: [Entry; resolved::RUNTIME_FILES.len() + DEVICES.len()] =
+    concat(resolved::RUNTIME_FILES, DEVICES);
+
+fn interpreter_version() -> String {
+    node::NODE_VERSION.to_string()
+}
+
+static PROFILE: HostProfile = HostProfile {
+    name: "hnode",
+    language: "JavaScript (Node.js)",
+    interpreter_version,
+    rlimits: RLIMITS,
+    runtime_files: &RUNTIME_FILES,
+    seccomp: &seccomp::PROGRAM,
+};
+
+/// node reads its own flags from NODE_OPTIONS (`--inspect`, `--require`, ...): those are
+/// hnode's to decide, so the variable is refused even when named with `--env`.
+const REFUSED_VARIABLES: &[&str] = &["NODE_OPTIONS"];
+
+fn main() -> ExitCode {
+    let node = match Interpreter::locate(Path::new(node::NODE)) {
+        Ok(node) => node,
+        Err(error) => h_host::fail(PROFILE.name, error),
+    };
+    let started = h_host::start(&PROFILE);
+    for name in REFUSED_VARIABLES {
+        if std::env::var_os(name).is_some() {
+            h_host::fail(PROFILE.name, format!("--env {name} is refused: node's flags are hnode's to decide"));
+        }
+    }
+    let mut arguments: Vec<OsString> = Vec::new();
+    // V8's heap limit inside the data limit, so that a memory bomb gets node's own "heap out of
+    // memory" report rather than a failed mapping. Weakens nothing.
+    if let Some(Limit::Value(bytes)) = started.rlimit(Resource::Data) {
+        let megabytes = (bytes / 2 / MIB).max(64);
+        arguments.push(format!("--max-old-space-size={megabytes}").into());
+    }
+    // `--` ends node's options: a script named like an option is still the script, and the
+    // script's arguments are never node's.
+    arguments.push("--".into());
+    arguments.push(started.script.into_os_string());
+    arguments.extend(started.script_args);
+    let error = node.exec(&arguments);
+    h_host::fail(PROFILE.name, error)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The filter's answers to the calls the attacks and node's threads rely on, evaluated on the
+    //! generated program.
+
+    use h_sandbox::exec::EXEC_FD;
+    use h_sandbox::seccomp_program::bpf;
+
+    use super::seccomp::PROGRAM;
+
+    const ALLOW: u32 = bpf::SECCOMP_RET_ALLOW;
+
+    fn action(name: &str, args: [u64; 6]) -> u32 {
+        let number = PROGRAM
+            .syscall_names
+            .iter()
+            .find(|&&(_, known)| known == name)
+            .map(|&(number, _)| number)
+            .unwrap_or_else(|| panic!("no syscall {name}"));
+        bpf::evaluate(PROGRAM.instructions, number, PROGRAM.audit_arch, args).expect("well-formed program").0
+    }
+
+    fn errno(value: i32) -> u32 {
+        bpf::SECCOMP_RET_ERRNO | value as u32
+    }
+
+    #[test]
+    fn threads_but_no_processes_or_namespaces() {
+        let thread = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
+        assert_eq!(action("clone", [thread, 0, 0, 0, 0, 0]), ALLOW);
+        let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+        assert_ne!(action("clone", [fork, 0, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("clone", [(libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64, 0, 0, 0, 0, 0]), ALLOW);
+        for extra in [libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWNET] {
+            assert_ne!(action("clone", [thread | extra as u64, 0, 0, 0, 0, 0]), ALLOW, "{extra:#x}");
+        }
+        assert_eq!(action("clone3", [0; 6]), errno(libc::ENOSYS));
+        assert_eq!(action("io_uring_setup", [0; 6]), errno(libc::ENOSYS));
+    }
+
+    #[test]
+    fn only_the_launchers_exec() {
+        let fd = EXEC_FD as u64;
+        let empty_path = libc::AT_EMPTY_PATH as u64;
+        assert_eq!(action("execveat", [fd, 0, 0, 0, empty_path, 0]), ALLOW);
+        assert_ne!(action("execveat", [fd + 1, 0, 0, 0, empty_path, 0]), ALLOW);
+        assert_ne!(action("execve", [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn jit_memory_but_never_anonymous_executable_mmap_or_writable_executable_files() {
+        let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        let anonymous = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        assert_eq!(action("mprotect", [0, 4096, rwx, 0, 0, 0]), ALLOW);
+        assert_ne!(action("mmap", [0, 4096, rwx, anonymous, u64::MAX, 0]), ALLOW);
+        assert_ne!(action("mmap", [0, 4096, rx, anonymous, u64::MAX, 0]), ALLOW);
+        assert_ne!(action("mmap", [0, 4096, rwx, libc::MAP_PRIVATE as u64, 3, 0]), ALLOW);
+        assert_ne!(action("mmap", [0, 4096, rx, libc::MAP_SHARED as u64, 3, 0]), ALLOW);
+        assert_eq!(action("mmap", [0, 4096, rx, libc::MAP_PRIVATE as u64, 3, 0]), ALLOW);
+    }
+
+    #[test]
+    fn no_sockets_no_tiocsti_no_ptrace() {
+        assert_ne!(action("socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("socket", [libc::AF_INET6 as u64, 2, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(action("socket", [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), errno(libc::EACCES));
+        assert_ne!(action("socketpair", [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("ioctl", [0, 0x5412, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(action("ptrace", [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn limits_of_the_own_process_only() {
+        // Setting is left to the kernel: soft = hard and no CAP_SYS_RESOURCE, so a raise is EPERM.
+        assert_eq!(action("prlimit64", [0, libc::RLIMIT_NOFILE as u64, 0x1000, 0, 0, 0]), ALLOW);
+        assert_ne!(action("prlimit64", [1, libc::RLIMIT_NOFILE as u64, 0, 0x1000, 0, 0]), ALLOW);
+    }
+}

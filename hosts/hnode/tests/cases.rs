@@ -1,0 +1,11 @@
+//! Runs hnode's cases and attacks (each in a fresh process, as root and as an unprivileged user).
+
+fn main() {
+    h_testkit::main_for(&h_testkit::Suite {
+        host: "hnode",
+        binary: env!("CARGO_BIN_EXE_hnode"),
+        control: &["node"],
+        manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        folders: &["cases", "attacks"],
+    });
+}
