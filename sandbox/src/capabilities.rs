@@ -4,6 +4,8 @@ use caps::{CapSet, Capability};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilitiesError {
+    #[error("cannot move the real uid of root to {uid} (so that nproc binds): {source}")]
+    RealUid { uid: u32, source: std::io::Error },
     #[error("cannot read or change {set}: {source}")]
     Change { set: &'static str, source: caps::errors::CapsError },
     #[error("cannot lock securebits: {0}")]
@@ -20,7 +22,15 @@ pub struct CapabilityReport {
     pub bounding_cleared: bool,
     /// Securebits were locked so that uid 0 gains nothing at exec (needs CAP_SETPCAP).
     pub securebits_locked: bool,
+    /// Run by root: the real uid was moved to [`ROOT_REAL_UID`].
+    pub real_uid_moved: bool,
 }
+
+/// The real uid a host run by root takes. The kernel never applies RLIMIT_NPROC to processes
+/// whose real uid is 0, so without this a fork bomb under root would be unbounded. Only the
+/// real uid moves: the effective, saved and filesystem uids stay 0, so file access is what it
+/// was (root's ownership, without capabilities); `nobody`'s processes count toward the limit.
+pub const ROOT_REAL_UID: u32 = 65534;
 
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
@@ -37,7 +47,16 @@ fn change(set: &'static str, result: Result<(), caps::errors::CapsError>) -> Res
 pub(crate) fn drop_all() -> Result<CapabilityReport, CapabilitiesError> {
     let can_set_pcap = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
         .map_err(|source| CapabilitiesError::Change { set: "effective", source })?;
-    let mut report = CapabilityReport { bounding_cleared: false, securebits_locked: false };
+    let mut report = CapabilityReport { bounding_cleared: false, securebits_locked: false, real_uid_moved: false };
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        // SAFETY: setresuid takes integers; -1 leaves the effective and saved uids unchanged.
+        let result = unsafe { libc::setresuid(ROOT_REAL_UID, u32::MAX, u32::MAX) };
+        if result != 0 {
+            return Err(CapabilitiesError::RealUid { uid: ROOT_REAL_UID, source: std::io::Error::last_os_error() });
+        }
+        report.real_uid_moved = true;
+    }
     if can_set_pcap {
         let bits = SECBIT_NOROOT
             | SECBIT_NOROOT_LOCKED

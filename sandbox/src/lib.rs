@@ -18,7 +18,7 @@ mod threads;
 
 use std::ffi::OsString;
 
-pub use capabilities::{CapabilitiesError, CapabilityReport};
+pub use capabilities::{CapabilitiesError, CapabilityReport, ROOT_REAL_UID};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use monitor::MonitorError;
@@ -80,7 +80,9 @@ pub enum SandboxError {
 ///    never returns from here, the child goes on.
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
-/// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone.
+/// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone;
+///    root's real uid moves to [`ROOT_REAL_UID`] first, because the kernel exempts real uid 0 from
+///    RLIMIT_NPROC.
 /// 3. `no_new_privs`: no exec can gain privileges again; landlock and seccomp require it unprivileged.
 /// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
 ///    unless `allow_degraded`.

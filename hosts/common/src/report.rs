@@ -69,6 +69,12 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
 
     let _ = writeln!(out, "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);");
     let _ = writeln!(out, "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP");
+    let _ = writeln!(
+        out,
+        "uid: run by root, the real uid becomes {} so that nproc binds (the kernel exempts real uid 0);",
+        h_sandbox::ROOT_REAL_UID
+    );
+    let _ = writeln!(out, "  effective and filesystem uids stay 0, without capabilities");
     let _ = writeln!(out, "no_new_privs: set");
     let _ = writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
     let _ = writeln!(out, "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter");

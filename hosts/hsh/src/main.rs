@@ -1,5 +1,5 @@
 //! hsh: runs an untrusted bash script under h's sandbox. The launcher applies every stage, then
-//! replaces itself with the real bash found at build time (`bash --norc --noprofile -- SCRIPT
+//! replaces itself with the real bash found at build time (`bash --norc --noprofile -p -- SCRIPT
 //! ARGS...`), which inherits the whole sandbox and the scrubbed environment.
 
 use std::ffi::OsString;
@@ -97,7 +97,10 @@ fn main() -> ExitCode {
     };
     let started = h_host::start(&PROFILE);
     // `--` ends bash's options: a script named like an option is still the script.
-    let mut arguments: Vec<OsString> = vec!["--norc".into(), "--noprofile".into(), "--".into()];
+    // -p: bash keeps its effective uid when it differs from the real one (run by root, the
+    // sandbox moves only the real uid), and ignores SHELLOPTS, BASHOPTS and functions from the
+    // environment.
+    let mut arguments: Vec<OsString> = vec!["--norc".into(), "--noprofile".into(), "-p".into(), "--".into()];
     arguments.push(started.script.into_os_string());
     arguments.extend(started.script_args);
     let error = bash.exec(&arguments);
