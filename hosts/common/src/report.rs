@@ -28,12 +28,25 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
             let _ = writeln!(out, "  UNAVAILABLE: the kernel has no landlock; {host} refuses to run without --allow-degraded");
         }
     }
-    let _ = writeln!(out, "  rules (everything else on the filesystem is denied):");
+    let abi = h_sandbox::landlock_abi().unwrap_or(0);
+    if abi >= 1 {
+        let _ = writeln!(out, "  rules (everything else on the filesystem is denied):");
+    } else {
+        let _ = writeln!(out, "  rules (NOT ENFORCED on this kernel; what landlock would grant):");
+    }
     for rule in &policy.fs_rules {
         let _ = writeln!(out, "    {:<13} {}  ({})", rule.access.describe(), rule.path.display(), rule.why);
     }
-    let _ = writeln!(out, "  network: every TCP bind and connect denied (no port rules)");
-    let _ = writeln!(out, "  scopes: no signals to, and no abstract unix sockets of, processes outside the sandbox");
+    if abi >= 4 {
+        let _ = writeln!(out, "  network: every TCP bind and connect denied (no port rules)");
+    } else {
+        let _ = writeln!(out, "  network: TCP not restricted by landlock on this kernel (ABI < 4); seccomp decides");
+    }
+    if abi >= 6 {
+        let _ = writeln!(out, "  scopes: no signals to, and no abstract unix sockets of, processes outside the sandbox");
+    } else {
+        let _ = writeln!(out, "  scopes: not enforced on this kernel (ABI < 6); seccomp decides which signals and sockets");
+    }
 
     let program = policy.seccomp;
     let _ = writeln!(
