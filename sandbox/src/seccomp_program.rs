@@ -56,6 +56,15 @@ impl SeccompProgram {
     }
 }
 
+impl SeccompProgram {
+    /// What the program answers to syscall `name` with `args` on its own architecture
+    /// (for tests: the filter's decisions evaluated on the committed instructions).
+    pub fn action(&self, name: &str, args: [u64; 6]) -> Option<u32> {
+        let &(number, _) = self.syscall_names.iter().find(|&&(_, known)| known == name)?;
+        bpf::evaluate(self.instructions, number, self.audit_arch, args).map(|(action, _)| action)
+    }
+}
+
 /// Return values and instruction encodings shared by the generator and the evaluator in the tests.
 pub mod bpf {
     pub const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS

@@ -26,6 +26,8 @@ pub struct HostProfile {
     pub rlimits: &'static [(Resource, Limit)],
     /// The interpreter's own files, resolved at build time: (path, access, why).
     pub runtime_files: &'static [(&'static str, FsAccess, &'static str)],
+    /// Device files every script of this language may use: (path, access, why).
+    pub devices: &'static [(&'static str, FsAccess, &'static str)],
     /// The generated seccomp program for the architecture this binary was built for.
     pub seccomp: &'static SeccompProgram,
 }
@@ -130,7 +132,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
     } else {
         add(script_path.clone(), FsAccess::Read, "the script".to_string());
     }
-    for &(path, access, why) in profile.runtime_files {
+    for &(path, access, why) in profile.runtime_files.iter().chain(profile.devices) {
         add(canonical_existing(host, "runtime file missing:", Path::new(path)), access, why.to_string());
     }
     if options.allow_tmp {

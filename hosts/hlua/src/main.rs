@@ -32,8 +32,8 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Stack, Limit::Value(8 * MIB)), // deep Lua recursion hits Lua's own limit first
 ];
 
-/// The Lua runtime is inside the binary, so only the devices a Lua program may read are listed.
-const RUNTIME_FILES: &[(&str, FsAccess, &str)] = &[
+/// The Lua runtime is inside the binary: no runtime files, only the devices a Lua program may read.
+const DEVICES: &[(&str, FsAccess, &str)] = &[
     ("/dev/null", FsAccess::Read, "reading nothing"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
@@ -48,7 +48,8 @@ static PROFILE: HostProfile = HostProfile {
     language: "Lua",
     interpreter_version,
     rlimits: RLIMITS,
-    runtime_files: RUNTIME_FILES,
+    runtime_files: &[],
+    devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
 };
 

@@ -66,24 +66,6 @@ const DEVICES: &[Entry] = &[
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
 
-const fn concat<const N: usize>(first: &[Entry], second: &[Entry]) -> [Entry; N] {
-    let mut out: [Entry; N] = [("", FsAccess::Read, ""); N];
-    let mut index = 0;
-    while index < first.len() {
-        out[index] = first[index];
-        index += 1;
-    }
-    let mut offset = 0;
-    while offset < second.len() {
-        out[first.len() + offset] = second[offset];
-        offset += 1;
-    }
-    out
-}
-
-static RUNTIME_FILES: [Entry; resolved::RUNTIME_FILES.len() + DEVICES.len()] =
-    concat(resolved::RUNTIME_FILES, DEVICES);
-
 fn interpreter_version() -> String {
     node::NODE_VERSION.to_string()
 }
@@ -93,7 +75,8 @@ static PROFILE: HostProfile = HostProfile {
     language: "JavaScript (Node.js)",
     interpreter_version,
     rlimits: RLIMITS,
-    runtime_files: &RUNTIME_FILES,
+    runtime_files: resolved::RUNTIME_FILES,
+    devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
 };
 
@@ -141,13 +124,7 @@ mod tests {
     const ALLOW: u32 = bpf::SECCOMP_RET_ALLOW;
 
     fn action(name: &str, args: [u64; 6]) -> u32 {
-        let number = PROGRAM
-            .syscall_names
-            .iter()
-            .find(|&&(_, known)| known == name)
-            .map(|&(number, _)| number)
-            .unwrap_or_else(|| panic!("no syscall {name}"));
-        bpf::evaluate(PROGRAM.instructions, number, PROGRAM.audit_arch, args).expect("well-formed program").0
+        PROGRAM.action(name, args).unwrap_or_else(|| panic!("no syscall {name}, or a malformed program"))
     }
 
     fn errno(value: i32) -> u32 {

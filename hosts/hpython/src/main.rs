@@ -51,29 +51,13 @@ const RLIMITS: &[(Resource, Limit)] = &[
 ];
 
 /// Devices every Python program may read, on top of the resolved interpreter files.
-const DEVICES: [(&str, FsAccess, &str); 2] = [
+const DEVICES: &[(&str, FsAccess, &str)] = &[
     ("/dev/null", FsAccess::Read, "reading nothing"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
 
-const TABLE_LENGTH: usize = resolved::RUNTIME_FILES.len() + DEVICES.len();
-
-/// The resolved table followed by the devices; an empty resolved table does not compile.
-static RUNTIME_FILES: [(&str, FsAccess, &str); TABLE_LENGTH] = {
-    assert!(!resolved::RUNTIME_FILES.is_empty(), "hpython: the resolved runtime table is empty");
-    let mut table = [DEVICES[0]; TABLE_LENGTH];
-    let mut index = 0;
-    while index < resolved::RUNTIME_FILES.len() {
-        table[index] = resolved::RUNTIME_FILES[index];
-        index += 1;
-    }
-    let mut device = 0;
-    while device < DEVICES.len() {
-        table[index + device] = DEVICES[device];
-        device += 1;
-    }
-    table
-};
+// An empty resolved table does not compile.
+const _: () = assert!(!resolved::RUNTIME_FILES.is_empty(), "hpython: the resolved runtime table is empty");
 
 fn interpreter_version() -> String {
     // SAFETY: Py_GetVersion needs no initialised interpreter; it returns a static C string.
@@ -87,7 +71,8 @@ static PROFILE: HostProfile = HostProfile {
     language: "Python",
     interpreter_version,
     rlimits: RLIMITS,
-    runtime_files: &RUNTIME_FILES,
+    runtime_files: resolved::RUNTIME_FILES,
+    devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
 };
 
