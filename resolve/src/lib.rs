@@ -170,6 +170,60 @@ pub fn write_for_build(files: &[RuntimeFile], env_vars: &[&str]) {
     }
 }
 
+/// For a host that executes a real interpreter, in its `build.rs`: the interpreter named by the
+/// environment variable `env_var` (else `default`), canonical, and its ELF closure as
+/// read+execute entries (the interpreter itself described by `itself`, the rest by `closure`).
+/// Panics (failing the build) when the interpreter is missing or its closure cannot be resolved.
+pub fn executed_interpreter(
+    host: &str,
+    env_var: &str,
+    default: &str,
+    itself: &str,
+    closure: &str,
+) -> (PathBuf, Vec<RuntimeFile>) {
+    println!("cargo:rerun-if-env-changed={env_var}");
+    let requested =
+        std::env::var_os(env_var).filter(|value| !value.is_empty()).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    let interpreter = match std::fs::canonicalize(&requested) {
+        Ok(path) => path,
+        Err(error) => panic!("{host}: {} not found ({error}); install it or set {env_var}", requested.display()),
+    };
+    println!("cargo:rerun-if-changed={}", interpreter.display());
+    let paths = match elf_closure(std::slice::from_ref(&interpreter)) {
+        Ok(paths) => paths,
+        Err(error) => panic!("{host}: cannot resolve the ELF closure of {}: {error}", interpreter.display()),
+    };
+    let files = paths
+        .into_iter()
+        .map(|path| {
+            let why = if path == interpreter { itself } else { closure };
+            RuntimeFile { path, access: Access::ReadExecute, why: why.to_string() }
+        })
+        .collect();
+    (interpreter, files)
+}
+
+/// The first line `program --version` prints, with an empty environment; panics if it fails.
+pub fn version_line(host: &str, program: &Path) -> String {
+    std::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.lines().next().map(str::to_string))
+        .unwrap_or_else(|| panic!("{host}: {} --version failed", program.display()))
+}
+
+/// Writes `contents` to `$OUT_DIR/file_name`; panics (failing the build) if it cannot.
+pub fn write_generated(file_name: &str, contents: &str) {
+    let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from).unwrap_or_else(|| panic!("OUT_DIR is not set"));
+    let target = out_dir.join(file_name);
+    if let Err(error) = std::fs::write(&target, contents) {
+        panic!("cannot write {}: {error}", target.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
