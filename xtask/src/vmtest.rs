@@ -810,16 +810,15 @@ pub mod guest {
     //!   passes, among them the exec, popen and environment attacks (seccomp and the environment
     //!   scrub still hold); the cases in [`NEEDS_LANDLOCK`] are counted as skipped.
 
-    use std::collections::BTreeMap;
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt as _;
-    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    use std::os::unix::process::CommandExt as _;
     use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitStatus, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::Command;
+    use std::time::Duration;
 
     use anyhow::{bail, Context, Result};
-    use serde::Deserialize;
+    use h_testkit::{execute, judge, status_problems, Case, Outcome};
 
     pub const USER: &str = "h-test";
     pub const UID: u32 = 1000;
@@ -838,60 +837,6 @@ pub mod guest {
         "hlua/attacks/root-dac-override",
         "hlua/attacks/write-outside",
     ];
-
-    /// The part of a case the guest needs; the same format as `h-testkit`'s `Case`.
-    #[derive(Clone, Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Expect {
-        exit: Option<i32>,
-        signal: Option<String>,
-        stdout: Option<String>,
-        #[serde(default)]
-        stdout_contains: Vec<String>,
-        #[serde(default)]
-        stdout_lacks: Vec<String>,
-        #[serde(default)]
-        stderr_contains: Vec<String>,
-        #[serde(default)]
-        exists: Vec<String>,
-        #[serde(default)]
-        absent: Vec<String>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Case {
-        about: String,
-        #[serde(default)]
-        options: Vec<String>,
-        #[serde(default = "default_script")]
-        script: String,
-        #[serde(default)]
-        script_args: Vec<String>,
-        stdin: Option<String>,
-        #[serde(default)]
-        env: BTreeMap<String, String>,
-        #[serde(default)]
-        files: BTreeMap<String, String>,
-        #[serde(default)]
-        file_modes: BTreeMap<String, String>,
-        #[serde(default)]
-        stdout_to_file: bool,
-        #[serde(default = "default_timeout")]
-        timeout: u64,
-        users: Option<Vec<String>>,
-        #[serde(flatten)]
-        expect: Expect,
-        control: Option<Expect>,
-    }
-
-    fn default_script() -> String {
-        "main".to_string()
-    }
-
-    fn default_timeout() -> u64 {
-        60
-    }
 
     #[derive(Clone, Copy, Debug)]
     struct RunAs {
@@ -1230,142 +1175,6 @@ pub mod guest {
         Ok(())
     }
 
-    struct Outcome {
-        /// `None` when the run timed out (or could not start: then `stderr` says why).
-        status: Option<ExitStatus>,
-        stdout: String,
-        stderr: String,
-    }
-
-    fn execute(mut command: Command, stdin: Option<&str>, stdout_file: Option<&Path>, timeout: Duration) -> Outcome {
-        let failed = |why: String| Outcome { status: None, stdout: String::new(), stderr: why };
-        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        match stdout_file {
-            Some(path) => match std::fs::File::create(path) {
-                Ok(file) => command.stdout(file),
-                Err(error) => return failed(format!("creating {}: {error}", path.display())),
-            },
-            None => command.stdout(Stdio::piped()),
-        };
-        command.stderr(Stdio::piped());
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(error) => return failed(format!("spawning {command:?}: {error}")),
-        };
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            let text = text.to_string();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(text.as_bytes());
-            });
-        }
-        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buffer = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut buffer);
-                }
-                buffer
-            })
-        };
-        let stdout_reader = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-        let stderr_reader = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) => {}
-                Err(_) => break None,
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut stdout = stdout_reader.join().unwrap_or_default();
-        if let Some(path) = stdout_file {
-            stdout = std::fs::read(path).unwrap_or_default();
-        }
-        let stderr = stderr_reader.join().unwrap_or_default();
-        Outcome {
-            status,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    fn signal_number(name: &str) -> Option<i32> {
-        Some(match name {
-            "SIGKILL" => 9,
-            "SIGSEGV" => 11,
-            "SIGABRT" => 6,
-            "SIGPIPE" => 13,
-            "SIGXCPU" => 24,
-            "SIGXFSZ" => 25,
-            "SIGSYS" => 31,
-            _ => return None,
-        })
-    }
-
-    fn status_problems(outcome: &Outcome, signal: Option<&str>, exit: Option<i32>) -> Vec<String> {
-        let mut problems = Vec::new();
-        match (outcome.status, signal) {
-            (None, _) => problems.push(format!("timed out or did not start {}", outcome.stderr.trim())),
-            (Some(status), Some(signal)) => match signal_number(signal) {
-                Some(wanted) if status.signal() == Some(wanted) => {}
-                Some(_) => problems.push(format!("expected death by {signal}, got {status}")),
-                None => problems.push(format!("unknown signal name {signal}")),
-            },
-            (Some(status), None) => {
-                let wanted = exit.unwrap_or(0);
-                if status.code() != Some(wanted) {
-                    problems.push(format!("expected exit {wanted}, got {status}"));
-                }
-            }
-        }
-        problems
-    }
-
-    fn judge(expect: &Expect, outcome: &Outcome, work: &Path) -> Vec<String> {
-        let mut problems = status_problems(outcome, expect.signal.as_deref(), expect.exit);
-        if let Some(stdout) = &expect.stdout {
-            if &outcome.stdout != stdout {
-                problems.push(format!("stdout {:?} is not {:?}", outcome.stdout, stdout));
-            }
-        }
-        for needle in &expect.stdout_contains {
-            if !outcome.stdout.contains(needle.as_str()) {
-                problems.push(format!("stdout lacks {needle:?}"));
-            }
-        }
-        for needle in &expect.stdout_lacks {
-            if outcome.stdout.contains(needle.as_str()) {
-                problems.push(format!("stdout has {needle:?}"));
-            }
-        }
-        for needle in &expect.stderr_contains {
-            if !outcome.stderr.contains(needle.as_str()) {
-                problems.push(format!("stderr lacks {needle:?}"));
-            }
-        }
-        for path in &expect.exists {
-            if !work.join(path).exists() {
-                problems.push(format!("{path} does not exist"));
-            }
-        }
-        for path in &expect.absent {
-            if work.join(path).exists() {
-                problems.push(format!("{path} exists"));
-            }
-        }
-        if !problems.is_empty() {
-            let cut = |text: &str| text.chars().take(600).collect::<String>();
-            problems.push(format!("stdout was {:?}", cut(&outcome.stdout)));
-            problems.push(format!("stderr was {:?}", cut(&outcome.stderr)));
-        }
-        problems
-    }
 }
 
 #[cfg(test)]
