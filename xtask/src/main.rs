@@ -100,8 +100,12 @@ fn bench(root: &Path, only: &[String]) -> Result<()> {
         }
         run(cargo().current_dir(root).args(["build", "--release", "--quiet", "--package", host]))?;
         let binary = root.join("target/release").join(host);
+        // Both commands get the same clean environment, as the host gives its script: inherited
+        // variables such as NODE_EXTRA_CA_CERTS would otherwise slow only the bare interpreter.
         run(Command::new("hyperfine")
             .current_dir(root)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .args(["--warmup", "20", "--runs", "300", "-N", "--export-markdown"])
             .arg(out_dir.join(format!("{host}.md")))
             .arg(format!("{bare} {script}"))
