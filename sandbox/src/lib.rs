@@ -18,7 +18,7 @@ mod threads;
 
 use std::ffi::OsString;
 
-pub use capabilities::{CapabilitiesError, CapabilityReport, ROOT_REAL_UID};
+pub use capabilities::{CapabilitiesError, CapabilityReport, RootIdentity, NOBODY};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use monitor::MonitorError;
@@ -42,6 +42,8 @@ pub struct Policy {
     pub environment: Vec<(OsString, OsString)>,
     /// The generated allow-list for this host and architecture.
     pub seccomp: &'static SeccompProgram,
+    /// What the host becomes when root runs it.
+    pub root_identity: RootIdentity,
 }
 
 /// What [`apply`] achieved, for the host to report.
@@ -81,8 +83,7 @@ pub enum SandboxError {
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
 /// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone;
-///    root's real uid moves to [`ROOT_REAL_UID`] first, because the kernel exempts real uid 0 from
-///    RLIMIT_NPROC.
+///    a host that creates processes also turns root into `nobody` ([`RootIdentity`]).
 /// 3. `no_new_privs`: no exec can gain privileges again; landlock and seccomp require it unprivileged.
 /// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
 ///    unless `allow_degraded`.
@@ -92,9 +93,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
     environment::replace(&policy.environment);
-    let handoff = monitor::split(policy.host, policy.seccomp)?;
+    let handoff = monitor::split(policy.host, policy.seccomp, policy.root_identity)?;
     limits::apply(&policy.rlimits)?;
-    let capabilities = capabilities::drop_all()?;
+    let capabilities = capabilities::drop_all(policy.root_identity)?;
     privileges::set_no_new_privs()?;
     let landlock = filesystem::restrict(&policy.fs_rules, policy.allow_degraded)?;
     let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?

@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::seccomp_program::{bpf, SeccompProgram};
 use crate::syscall_filter::{self, Listener, SeccompError};
+use crate::capabilities::RootIdentity;
 use crate::{capabilities, filesystem, privileges};
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
@@ -91,7 +92,11 @@ fn read_word(fd: &OwnedFd) -> std::io::Result<Option<i32>> {
 
 /// Forks. Returns in the child (the future host) with its side of the handoff; the parent
 /// becomes the supervisor and never returns.
-pub(crate) fn split(host: &'static str, program: &'static SeccompProgram) -> Result<Handoff, MonitorError> {
+pub(crate) fn split(
+    host: &'static str,
+    program: &'static SeccompProgram,
+    root_identity: RootIdentity,
+) -> Result<Handoff, MonitorError> {
     let (child_reads, supervisor_writes) = pipe().map_err(MonitorError::Pipe)?;
     let (supervisor_reads, child_writes) = pipe().map_err(MonitorError::Pipe)?;
     // SAFETY: getpid has no preconditions.
@@ -119,7 +124,7 @@ pub(crate) fn split(host: &'static str, program: &'static SeccompProgram) -> Res
     }
     drop(child_writes);
     drop(child_reads);
-    supervise(host, program, pid, &supervisor_reads, &supervisor_writes)
+    supervise(host, program, root_identity, pid, &supervisor_reads, &supervisor_writes)
 }
 
 impl Handoff {
@@ -211,13 +216,15 @@ fn end_like(outcome: Result<i32, libc::c_int>) -> ! {
     }
 }
 
-fn harden_supervisor() -> Result<(), String> {
+/// The supervisor takes the host's identity (`nobody` when the host becomes nobody): signals
+/// between different uids need CAP_KILL, which the supervisor drops.
+fn harden_supervisor(root_identity: RootIdentity) -> Result<(), String> {
     let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit reads one struct that lives for the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } != 0 {
         return Err(format!("rlimit core: {}", std::io::Error::last_os_error()));
     }
-    capabilities::drop_all().map_err(|error| error.to_string())?;
+    capabilities::drop_all(root_identity).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
     filesystem::restrict_supervisor().map_err(|error| error.to_string())?;
     syscall_filter::install(&supervisor_filter::PROGRAM, Listener::None).map_err(|error| error.to_string())?;
@@ -227,6 +234,7 @@ fn harden_supervisor() -> Result<(), String> {
 fn supervise(
     host: &'static str,
     program: &'static SeccompProgram,
+    root_identity: RootIdentity,
     child: libc::pid_t,
     from_child: &OwnedFd,
     to_child: &OwnedFd,
@@ -265,7 +273,7 @@ fn supervise(
     }
     // SAFETY: pidfd_open and pidfd_getfd returned fresh descriptors owned by nothing else.
     let (pidfd, listener) = unsafe { (OwnedFd::from_raw_fd(pidfd as RawFd), OwnedFd::from_raw_fd(listener as RawFd)) };
-    if let Err(error) = harden_supervisor() {
+    if let Err(error) = harden_supervisor(root_identity) {
         kill(child, libc::SIGKILL);
         let _ = writeln!(std::io::stderr(), "{host}: cannot harden the supervisor: {error}");
         let _ = reap(child);

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-use h_sandbox::{FsAccess, FsRule, Limit, Policy, Resource, SeccompProgram};
+use h_sandbox::{FsAccess, FsRule, Limit, Policy, Resource, RootIdentity, SeccompProgram};
 
 pub use cli::{Options, Request};
 
@@ -30,6 +30,8 @@ pub struct HostProfile {
     pub devices: &'static [(&'static str, FsAccess, &'static str)],
     /// The generated seccomp program for the architecture this binary was built for.
     pub seccomp: &'static SeccompProgram,
+    /// What the host becomes when root runs it.
+    pub root_identity: RootIdentity,
 }
 
 /// A host ready to run its script: the sandbox is in force.
@@ -157,6 +159,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         allow_degraded: options.allow_degraded,
         environment: environment(host, options),
         seccomp: profile.seccomp,
+        root_identity: profile.root_identity,
     };
     if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
         fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");

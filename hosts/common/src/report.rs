@@ -82,12 +82,19 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
 
     let _ = writeln!(out, "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);");
     let _ = writeln!(out, "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP");
-    let _ = writeln!(
-        out,
-        "uid: run by root, the real uid becomes {} so that nproc binds (the kernel exempts real uid 0);",
-        h_sandbox::ROOT_REAL_UID
-    );
-    let _ = writeln!(out, "  effective and filesystem uids stay 0, without capabilities");
+    match policy.root_identity {
+        h_sandbox::RootIdentity::KeepUid0 => {
+            let _ = writeln!(out, "uid: unchanged (run by root: uid 0 without capabilities; {host} creates no processes)");
+        }
+        h_sandbox::RootIdentity::Nobody => {
+            let _ = writeln!(
+                out,
+                "uid: run by root, {host} becomes nobody ({}: every uid and gid, no groups) so that nproc binds;",
+                h_sandbox::NOBODY
+            );
+            let _ = writeln!(out, "  the script and the paths granted to it must then be accessible to nobody");
+        }
+    }
     let _ = writeln!(out, "no_new_privs: set");
     let _ = writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
     let _ = writeln!(out, "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter");

@@ -51,6 +51,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: &[],
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    root_identity: h_sandbox::RootIdentity::KeepUid0,
 };
 
 /// Exit status for an uncaught error in the script (SPEC).

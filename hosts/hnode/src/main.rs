@@ -46,7 +46,7 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Msgqueue, Limit::Value(0)),
     (Resource::Nice, Limit::Value(0)),
     // stdio, libuv's epoll, eventfds and pipes, worker ports, open files. Each worker thread takes
-    // a few descriptors, so this also bounds a worker flood for root, whom nproc does not bind.
+    // a few descriptors, so this bounds a worker flood before nproc does.
     (Resource::Nofile, Limit::Value(128)),
     // Threads of the real user id, machine-wide (root is exempt, see docs/hnode.md): node starts
     // about a dozen (main, 4 V8 platform workers, 4 libuv threadpool threads, helpers), a worker
@@ -78,6 +78,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: resolved::RUNTIME_FILES,
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    root_identity: h_sandbox::RootIdentity::Nobody,
 };
 
 /// node reads its own flags from NODE_OPTIONS (`--inspect`, `--require`, ...): those are

@@ -74,6 +74,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: resolved::RUNTIME_FILES,
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    root_identity: h_sandbox::RootIdentity::KeepUid0,
 };
 
 /// Exit status for an uncaught error in the script (SPEC).

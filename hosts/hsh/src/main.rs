@@ -42,7 +42,7 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Nofile, Limit::Value(64)), // stdio, bash's saved descriptors (10 and up), the script, pipes
     // Subshells, $(...) and pipelines fork. RLIMIT_NPROC counts every process of the real user
     // id on the machine, not only the script's: a user who already runs more than this must
-    // raise it (-r nproc=N). The kernel does not apply it to uid 0 at all (see docs/hsh.md).
+    // raise it (-r nproc=N). The kernel exempts uid 0, so run by root hsh becomes nobody (RootIdentity::Nobody).
     (Resource::Nproc, Limit::Value(64)),
     (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
@@ -71,6 +71,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: resolved::RUNTIME_FILES,
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    root_identity: h_sandbox::RootIdentity::Nobody,
 };
 
 fn main() -> ExitCode {
