@@ -28,7 +28,9 @@ fn main() {
         files.push(RuntimeFile {
             path: config,
             access: Access::Read,
-            why: "OpenSSL's configuration: node loads it at start-up and refuses to start if it exists but is unreadable".to_string(),
+            why:
+                "OpenSSL's configuration: node loads it at start-up and refuses to start if it exists but is unreadable"
+                    .to_string(),
         });
     }
     h_resolve::write_for_build(&files, &["H_NODE"]);
@@ -50,7 +52,9 @@ fn openssl_config(node: &std::path::Path, closure: &[RuntimeFile]) -> Option<Pat
     let candidates = std::iter::once(node.to_path_buf()).chain(closure.iter().map(|file| file.path.clone()));
     for candidate in candidates {
         let Ok(bytes) = std::fs::read(&candidate) else { continue };
-        let Some(start) = bytes.windows(MARKER.len()).position(|window| window == MARKER) else { continue };
+        let Some(start) = bytes.windows(MARKER.len()).position(|window| window == MARKER) else {
+            continue;
+        };
         let rest = &bytes[start + MARKER.len()..];
         let Some(end) = rest.iter().position(|&byte| byte == b'"') else { continue };
         let directory = PathBuf::from(String::from_utf8_lossy(&rest[..end]).into_owned());

@@ -21,17 +21,25 @@ fn main() {
         .map_or_else(|| PathBuf::from(DEFAULT_PYTHON), PathBuf::from);
     let layout = match layout(&python) {
         Ok(layout) => layout,
-        Err(error) => panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display()),
+        Err(error) => {
+            panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
+        }
     };
     let mut files = match runtime_files(&layout) {
         Ok(files) => files,
-        Err(error) => panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display()),
+        Err(error) => {
+            panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
+        }
     };
     let store_only = std::env::var_os("H_STORE_ONLY").is_some_and(|value| !value.is_empty() && value != "0");
     let cache = Path::new("/etc/ld.so.cache");
     if !store_only && cache.is_file() {
         // Saves the loader a walk of every default directory on each extension-module import.
-        files.push(RuntimeFile { path: cache.to_path_buf(), access: Access::Read, why: "the dynamic loader's cache (dlopen of extension modules)".into() });
+        files.push(RuntimeFile {
+            path: cache.to_path_buf(),
+            access: Access::Read,
+            why: "the dynamic loader's cache (dlopen of extension modules)".into(),
+        });
     }
     h_resolve::write_for_build(&files, &["H_PYTHON"]);
 

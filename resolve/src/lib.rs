@@ -44,8 +44,12 @@ pub enum ResolveError {
 impl std::fmt::Display for ResolveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ResolveError::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
-            ResolveError::Parse { path, message } => write!(f, "cannot parse ELF {}: {message}", path.display()),
+            ResolveError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            ResolveError::Parse { path, message } => {
+                write!(f, "cannot parse ELF {}: {message}", path.display())
+            }
             ResolveError::Missing { library, needed_by } => {
                 write!(f, "{library} (needed by {}) not found", needed_by.display())
             }
@@ -89,12 +93,13 @@ pub fn elf_closure(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut pending: Vec<PathBuf> = objects.to_vec();
     while let Some(object) = pending.pop() {
-        let canonical = std::fs::canonicalize(&object)
-            .map_err(|source| ResolveError::Read { path: object.clone(), source })?;
+        let canonical =
+            std::fs::canonicalize(&object).map_err(|source| ResolveError::Read { path: object.clone(), source })?;
         if !seen.insert(canonical.clone()) {
             continue;
         }
-        let bytes = std::fs::read(&canonical).map_err(|source| ResolveError::Read { path: canonical.clone(), source })?;
+        let bytes =
+            std::fs::read(&canonical).map_err(|source| ResolveError::Read { path: canonical.clone(), source })?;
         let elf = goblin::elf::Elf::parse(&bytes)
             .map_err(|error| ResolveError::Parse { path: canonical.clone(), message: error.to_string() })?;
         if let Some(interpreter) = elf.interpreter {
@@ -102,7 +107,8 @@ pub fn elf_closure(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
         }
         let mut search: Vec<PathBuf> = Vec::new();
         if elf.runpaths.is_empty() {
-            search.extend(elf.rpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
+            search
+                .extend(elf.rpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
         }
         search.extend(elf.runpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
         search.extend(default_library_dirs());
@@ -182,8 +188,9 @@ pub fn executed_interpreter(
     closure: &str,
 ) -> (PathBuf, Vec<RuntimeFile>) {
     println!("cargo:rerun-if-env-changed={env_var}");
-    let requested =
-        std::env::var_os(env_var).filter(|value| !value.is_empty()).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    let requested = std::env::var_os(env_var)
+        .filter(|value| !value.is_empty())
+        .map_or_else(|| PathBuf::from(default), PathBuf::from);
     let interpreter = match std::fs::canonicalize(&requested) {
         Ok(path) => path,
         Err(error) => panic!("{host}: {} not found ({error}); install it or set {env_var}", requested.display()),
@@ -191,7 +198,9 @@ pub fn executed_interpreter(
     println!("cargo:rerun-if-changed={}", interpreter.display());
     let paths = match elf_closure(std::slice::from_ref(&interpreter)) {
         Ok(paths) => paths,
-        Err(error) => panic!("{host}: cannot resolve the ELF closure of {}: {error}", interpreter.display()),
+        Err(error) => {
+            panic!("{host}: cannot resolve the ELF closure of {}: {error}", interpreter.display())
+        }
     };
     let files = paths
         .into_iter()
@@ -238,7 +247,8 @@ mod tests {
 
     #[test]
     fn store_only_rejects_usr_paths() {
-        let files = vec![RuntimeFile { path: PathBuf::from("/usr/bin/bash"), access: Access::ReadExecute, why: "x".into() }];
+        let files =
+            vec![RuntimeFile { path: PathBuf::from("/usr/bin/bash"), access: Access::ReadExecute, why: "x".into() }];
         std::env::set_var("H_STORE_ONLY", "1");
         let result = check_store_only(&files);
         std::env::remove_var("H_STORE_ONLY");

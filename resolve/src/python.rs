@@ -62,7 +62,11 @@ pub fn layout(python: &Path) -> Result<PythonLayout, ResolveError> {
     if !output.status.success() {
         return Err(probe_error(
             python,
-            format!("probing the layout failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim()),
+            format!(
+                "probing the layout failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
         ));
     }
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -82,9 +86,13 @@ pub fn layout(python: &Path) -> Result<PythonLayout, ResolveError> {
     let libdir = required("libdir")?;
     let instsoname = field("instsoname")?;
     if instsoname.is_empty() || !instsoname.starts_with("libpython") {
-        return Err(probe_error(python, "the interpreter was not built with a shared libpython (--enable-shared)".into()));
+        return Err(probe_error(
+            python,
+            "the interpreter was not built with a shared libpython (--enable-shared)".into(),
+        ));
     }
-    let openssl_cnf = Some(PathBuf::from(field("openssl_cnf")?)).filter(|path| !path.as_os_str().is_empty() && path.is_file());
+    let openssl_cnf =
+        Some(PathBuf::from(field("openssl_cnf")?)).filter(|path| !path.as_os_str().is_empty() && path.is_file());
     Ok(PythonLayout {
         executable: python.to_path_buf(),
         prefix: required("prefix")?,

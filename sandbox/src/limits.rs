@@ -168,9 +168,15 @@ impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Limit::Infinity => write!(f, "inf"),
-            Limit::Value(value) if *value >= 1 << 30 && value % (1 << 30) == 0 => write!(f, "{}G", value >> 30),
-            Limit::Value(value) if *value >= 1 << 20 && value % (1 << 20) == 0 => write!(f, "{}M", value >> 20),
-            Limit::Value(value) if *value >= 1 << 10 && value % (1 << 10) == 0 => write!(f, "{}K", value >> 10),
+            Limit::Value(value) if *value >= 1 << 30 && value % (1 << 30) == 0 => {
+                write!(f, "{}G", value >> 30)
+            }
+            Limit::Value(value) if *value >= 1 << 20 && value % (1 << 20) == 0 => {
+                write!(f, "{}M", value >> 20)
+            }
+            Limit::Value(value) if *value >= 1 << 10 && value % (1 << 10) == 0 => {
+                write!(f, "{}K", value >> 10)
+            }
             Limit::Value(value) => write!(f, "{value}"),
         }
     }
@@ -190,11 +196,7 @@ pub(crate) fn apply(limits: &[(Resource, Limit)]) -> Result<(), RlimitError> {
         // SAFETY: setrlimit reads one `struct rlimit` that lives for the call.
         let result = unsafe { libc::setrlimit(resource.raw(), &value) };
         if result != 0 {
-            return Err(RlimitError::Set {
-                resource: resource.name(),
-                limit,
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(RlimitError::Set { resource: resource.name(), limit, source: std::io::Error::last_os_error() });
         }
     }
     // A write past RLIMIT_FSIZE then fails with EFBIG, which the interpreter reports, instead of

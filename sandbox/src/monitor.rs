@@ -15,13 +15,14 @@
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::capabilities::RootIdentity;
 use crate::seccomp_program::{bpf, SeccompProgram};
 use crate::syscall_filter::{self, Listener, SeccompError};
-use crate::capabilities::RootIdentity;
 use crate::{capabilities, filesystem, privileges};
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+#[rustfmt::skip]
 mod supervisor_filter;
 
 #[derive(Debug, thiserror::Error)]

@@ -51,16 +51,16 @@ pub(crate) fn install(program: &'static SeccompProgram, listener: Listener) -> R
     };
     // SAFETY: `fprog` points at `length` instructions laid out as `struct sock_filter`
     // (`SockFilter` is `repr(C)` with the same fields); the kernel copies them during the call.
-    let result = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog)
-    };
+    let result =
+        unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog) };
     if result < 0 {
         return Err(SeccompError::Install(std::io::Error::last_os_error()));
     }
     match listener {
         Listener::None => Ok(None),
         Listener::Create => {
-            let raw = i32::try_from(result).map_err(|_| SeccompError::Install(std::io::Error::other("bad listener")))?;
+            let raw =
+                i32::try_from(result).map_err(|_| SeccompError::Install(std::io::Error::other("bad listener")))?;
             // SAFETY: with NEW_LISTENER the kernel returns a fresh descriptor that nothing else owns.
             Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }))
         }

@@ -116,7 +116,10 @@ fn unprivileged_user() -> RunAs {
         if !uid.status.success() {
             return None;
         }
-        Some((String::from_utf8(uid.stdout).ok()?.trim().parse().ok()?, String::from_utf8(gid.stdout).ok()?.trim().parse().ok()?))
+        Some((
+            String::from_utf8(uid.stdout).ok()?.trim().parse().ok()?,
+            String::from_utf8(gid.stdout).ok()?.trim().parse().ok()?,
+        ))
     };
     let (uid, gid) = match lookup() {
         Some(ids) => ids,
@@ -349,7 +352,14 @@ fn substitute(text: &str, work: &Path) -> String {
     text.replace("$WORK", &work.to_string_lossy())
 }
 
-fn command_for(program: &Path, leading: &[&str], arguments: Vec<String>, case: &Case, work: &Path, who: RunAs) -> Command {
+fn command_for(
+    program: &Path,
+    leading: &[&str],
+    arguments: Vec<String>,
+    case: &Case,
+    work: &Path,
+    who: RunAs,
+) -> Command {
     let mut command = Command::new(program);
     command.args(leading).args(arguments);
     command.current_dir(work.join("case"));

@@ -135,7 +135,13 @@ pub struct FilterFile {
 
 /// The programs compiled, with the crate directory the output goes to. `monitor` is the
 /// supervisor's own filter, inside the sandbox crate.
-pub const HOSTS: &[(&str, &str)] = &[("monitor", "sandbox"), ("hlua", "hosts/hlua"), ("hsh", "hosts/hsh"), ("hnode", "hosts/hnode"), ("hpython", "hosts/hpython")];
+pub const HOSTS: &[(&str, &str)] = &[
+    ("monitor", "sandbox"),
+    ("hlua", "hosts/hlua"),
+    ("hsh", "hosts/hsh"),
+    ("hnode", "hosts/hnode"),
+    ("hpython", "hosts/hpython"),
+];
 
 /// The action for calls outside the allow-list of the top-level file `name`.
 pub fn denied_action(filters_dir: &Path, name: &str) -> Result<u32> {
@@ -145,7 +151,9 @@ pub fn denied_action(filters_dir: &Path, name: &str) -> Result<u32> {
     match file.denied.as_deref() {
         None | Some("notify") => Ok(SECCOMP_RET_USER_NOTIF),
         Some("kill") => Ok(SECCOMP_RET_KILL_PROCESS),
-        Some(other) => bail!("{}: denied = {other:?}, expected \"notify\" or \"kill\"", path.display()),
+        Some(other) => {
+            bail!("{}: denied = {other:?}, expected \"notify\" or \"kill\"", path.display())
+        }
     }
 }
 
@@ -214,9 +222,9 @@ fn describe_values(values: &[Value], arch: Arch, separator: &str) -> Result<Stri
 pub fn resolve(rules: &[RuleSpec], arch: Arch) -> Result<Vec<ResolvedRule>> {
     let mut resolved = Vec::new();
     for rule in rules.iter().filter(|rule| applies_to(rule, arch)) {
-        let number = arch
-            .syscall_number(&rule.syscall)
-            .with_context(|| format!("{} has no syscall {} (restrict the rule with `arch`)", arch.name(), rule.syscall))?;
+        let number = arch.syscall_number(&rule.syscall).with_context(|| {
+            format!("{} has no syscall {} (restrict the rule with `arch`)", arch.name(), rule.syscall)
+        })?;
         let mut checks = Vec::new();
         let mut descriptions = Vec::new();
         for condition in &rule.args {
@@ -251,10 +259,7 @@ pub fn resolve(rules: &[RuleSpec], arch: Arch) -> Result<Vec<ResolvedRule>> {
                 if low_value > high_value || high_value > u64::from(u32::MAX) {
                     bail!("{}: {subject}: bad range", rule.syscall);
                 }
-                (
-                    Check::Range(low_value, high_value),
-                    format!("{subject} is within {}..={}", low.label(), high.label()),
-                )
+                (Check::Range(low_value, high_value), format!("{subject} is within {}..={}", low.label(), high.label()))
             } else {
                 bail!("{}: {subject}: no condition", rule.syscall);
             };
@@ -342,10 +347,8 @@ impl Assembler {
             };
             match op {
                 Op::Label(_) => {}
-                Op::Load(offset_in_data, comment) => out.push((
-                    SockFilter { code: LD_W_ABS, jt: 0, jf: 0, k: *offset_in_data },
-                    format!("load {comment}"),
-                )),
+                Op::Load(offset_in_data, comment) => out
+                    .push((SockFilter { code: LD_W_ABS, jt: 0, jf: 0, k: *offset_in_data }, format!("load {comment}"))),
                 Op::And(mask) => {
                     out.push((SockFilter { code: ALU_AND_K, jt: 0, jf: 0, k: *mask }, format!("and {mask:#x}")))
                 }
@@ -562,7 +565,10 @@ pub fn render(host: &str, arch: Arch, rules: &[ResolvedRule], program: &[(SockFi
     let _ = writeln!(out, "// {} instructions for {}.", program.len(), arch.name());
     let _ = writeln!(out);
     let crate_path = if host == "monitor" { "crate" } else { "h_sandbox" };
-    let _ = writeln!(out, "use {crate_path}::seccomp_program::{{RuleAction, RuleDescription, SeccompProgram, SockFilter}};");
+    let _ = writeln!(
+        out,
+        "use {crate_path}::seccomp_program::{{RuleAction, RuleDescription, SeccompProgram, SockFilter}};"
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "pub static PROGRAM: SeccompProgram = SeccompProgram {{");
     let _ = writeln!(out, "    arch: {:?},", arch.name());

@@ -137,6 +137,17 @@ fn main() -> Result<()> {
             filters::codegen(&root, true)?;
             verify_report(&root)?;
             nixcheck::run(&root)?;
+            // Style and the unsafe/unwrap rules of the workspace lints, before the tests.
+            run(cargo().current_dir(&root).args(["fmt", "--check"]))?;
+            run(cargo().current_dir(&root).args([
+                "clippy",
+                "--release",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
         }
         "bench" => bench(&root, &arguments[1..]),
@@ -167,7 +178,8 @@ mod tests {
     fn verifier_catches_a_hand_edited_program() {
         let root = project_root();
         let &(host, crate_dir) = filters::HOSTS.iter().find(|(host, _)| *host == "hlua").unwrap();
-        let rules = filters::resolve(&filters::load(&root.join("filters"), host).unwrap(), filters::Arch::X86_64).unwrap();
+        let rules =
+            filters::resolve(&filters::load(&root.join("filters"), host).unwrap(), filters::Arch::X86_64).unwrap();
         let denied = filters::denied_action(&root.join("filters"), host).unwrap();
         let text = std::fs::read_to_string(filters::output_path(&root, crate_dir, filters::Arch::X86_64)).unwrap();
         let program = verify::parse_committed(&text).unwrap();
@@ -178,7 +190,8 @@ mod tests {
         assert!(verify::verify_program(host, filters::Arch::X86_64, &allow_all, &rules, denied).is_err());
         // Skip the architecture check: i386 numbers would be judged by the x86_64 allow-list.
         let mut any_arch = program.clone();
-        let arch_check = any_arch.iter().position(|insn| insn.k == h_sandbox::seccomp_program::bpf::AUDIT_ARCH_X86_64).unwrap();
+        let arch_check =
+            any_arch.iter().position(|insn| insn.k == h_sandbox::seccomp_program::bpf::AUDIT_ARCH_X86_64).unwrap();
         any_arch[arch_check].jf = any_arch[arch_check].jt;
         assert!(verify::verify_program(host, filters::Arch::X86_64, &any_arch, &rules, denied).is_err());
         // Compare only the low half of an argument: the upper-bit mutants must be caught.
@@ -192,7 +205,8 @@ mod tests {
                     && pair[1].code == h_sandbox::seccomp_program::bpf::JMP_JEQ_K
             })
             .unwrap();
-        low_only[high_check + 1] = h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
+        low_only[high_check + 1] =
+            h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
         assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules, denied).is_err());
     }
 }

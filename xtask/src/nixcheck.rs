@@ -36,28 +36,17 @@ const WORKFLOW_COMMANDS: &[(&str, &[&str])] = &[
 pub fn run(root: &Path) -> Result<()> {
     ensure_nix_instantiate()?;
     let files = nix_files(root)?;
-    ensure!(
-        files.iter().any(|file| file.ends_with("flake.nix")),
-        "no flake.nix in {}",
-        root.display()
-    );
+    ensure!(files.iter().any(|file| file.ends_with("flake.nix")), "no flake.nix in {}", root.display());
     for file in &files {
         parse(file)?;
     }
     println!("nix-check: {} .nix files parse", files.len());
 
     let outputs = evaluate(root, &["--eval", "--strict", "--json", "nix/tests/outputs.nix"])?;
-    let hosts: Vec<&str> = HOSTS
-        .iter()
-        .copied()
-        .filter(|host| root.join("hosts").join(host).join("Cargo.toml").is_file())
-        .collect();
+    let hosts: Vec<&str> =
+        HOSTS.iter().copied().filter(|host| root.join("hosts").join(host).join("Cargo.toml").is_file()).collect();
     check_outputs(&outputs, &hosts)?;
-    println!(
-        "nix-check: flake outputs complete for {} on {}",
-        hosts.join(", "),
-        SYSTEMS.join(", ")
-    );
+    println!("nix-check: flake outputs complete for {} on {}", hosts.join(", "), SYSTEMS.join(", "));
 
     let lock_path = root.join("flake.lock");
     let expression = format!("builtins.fromJSON (builtins.readFile {})", nix_path(&lock_path)?);
@@ -69,13 +58,10 @@ pub fn run(root: &Path) -> Result<()> {
 
     let workflows = root.join(".github/workflows");
     let mut texts = Vec::new();
-    for entry in
-        std::fs::read_dir(&workflows).with_context(|| format!("reading {}", workflows.display()))?
-    {
+    for entry in std::fs::read_dir(&workflows).with_context(|| format!("reading {}", workflows.display()))? {
         let path = entry?.path();
         if path.extension().is_some_and(|extension| extension == "yaml" || extension == "yml") {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             texts.push((path, text));
         }
     }
@@ -89,10 +75,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 fn is_root() -> bool {
     let output = Command::new("id").arg("-u").output();
-    output
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .is_some_and(|uid| uid.trim() == "0")
+    output.ok().and_then(|out| String::from_utf8(out.stdout).ok()).is_some_and(|uid| uid.trim() == "0")
 }
 
 fn have_nix_instantiate() -> bool {
@@ -112,15 +95,11 @@ fn ensure_nix_instantiate() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!(
-            "nix-instantiate is missing; run as root: apt-get update && apt-get install -y nix-bin"
-        );
+        bail!("nix-instantiate is missing; run as root: apt-get update && apt-get install -y nix-bin");
     }
     run_command(Command::new("apt-get").args(["update", "-qq"]))?;
     run_command(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "nix-bin"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get").args(["install", "-y", "-qq", "nix-bin"]).env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     ensure!(have_nix_instantiate(), "nix-bin is installed but nix-instantiate still does not run");
     Ok(())
@@ -138,9 +117,7 @@ fn nix_files(root: &Path) -> Result<Vec<PathBuf>> {
                 if !matches!(name.to_str(), Some("target" | ".git" | "node_modules" | "result")) {
                     walk(&path, files)?;
                 }
-            } else if file_type.is_file()
-                && path.extension().is_some_and(|extension| extension == "nix")
-            {
+            } else if file_type.is_file() && path.extension().is_some_and(|extension| extension == "nix") {
                 files.push(path);
             }
         }
@@ -159,11 +136,7 @@ fn parse(file: &Path) -> Result<()> {
         .output()
         .with_context(|| format!("starting nix-instantiate --parse {}", file.display()))?;
     if !output.status.success() {
-        bail!(
-            "{} does not parse:\n{}",
-            file.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{} does not parse:\n{}", file.display(), String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }
@@ -172,8 +145,7 @@ fn parse(file: &Path) -> Result<()> {
 fn nix_path(path: &Path) -> Result<String> {
     let text = path.to_str().context("non-UTF-8 path")?;
     ensure!(
-        text.starts_with('/')
-            && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)),
+        text.starts_with('/') && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)),
         "{text} cannot be written as a Nix path literal"
     );
     Ok(text.to_string())
@@ -189,11 +161,7 @@ fn evaluate(root: &Path, arguments: &[&str]) -> Result<Value> {
         .output()
         .with_context(|| format!("starting nix-instantiate {}", arguments.join(" ")))?;
     if !output.status.success() {
-        bail!(
-            "nix-instantiate {} failed:\n{}",
-            arguments.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("nix-instantiate {} failed:\n{}", arguments.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }
     serde_yaml::from_slice(&output.stdout)
         .with_context(|| format!("reading the output of nix-instantiate {}", arguments.join(" ")))
@@ -253,29 +221,17 @@ fn check_lock(lock: &Value, url: &str) -> Result<String> {
     ensure!(lock.get("version").and_then(Value::as_u64) == Some(7), "flake.lock: version is not 7");
     let root = lock.get("root").and_then(Value::as_str).context("flake.lock: no root")?;
     let nodes = lock.get("nodes").context("flake.lock: no nodes")?;
-    let root_inputs = nodes
-        .get(root)
-        .and_then(|node| node.get("inputs"))
-        .context("flake.lock: the root node has no inputs")?;
-    let node_name = root_inputs
-        .get("nixpkgs")
-        .and_then(Value::as_str)
-        .context("flake.lock: the root has no nixpkgs input")?;
+    let root_inputs =
+        nodes.get(root).and_then(|node| node.get("inputs")).context("flake.lock: the root node has no inputs")?;
+    let node_name =
+        root_inputs.get("nixpkgs").and_then(Value::as_str).context("flake.lock: the root has no nixpkgs input")?;
     let node = nodes.get(node_name).with_context(|| format!("flake.lock: no node {node_name}"))?;
     let locked = node.get("locked").context("flake.lock: nodes.nixpkgs.locked is missing")?;
     let original = node.get("original").context("flake.lock: nodes.nixpkgs.original is missing")?;
-    let field = |set: &Value, name: &str| {
-        set.get(name).and_then(Value::as_str).unwrap_or_default().to_string()
-    };
+    let field = |set: &Value, name: &str| set.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
 
-    ensure!(
-        field(locked, "type") == "github",
-        "flake.lock: nixpkgs is not locked as a github input"
-    );
-    ensure!(
-        field(locked, "owner").eq_ignore_ascii_case("NixOS"),
-        "flake.lock: nixpkgs is not NixOS's"
-    );
+    ensure!(field(locked, "type") == "github", "flake.lock: nixpkgs is not locked as a github input");
+    ensure!(field(locked, "owner").eq_ignore_ascii_case("NixOS"), "flake.lock: nixpkgs is not NixOS's");
     ensure!(field(locked, "repo") == "nixpkgs", "flake.lock: the locked repository is not nixpkgs");
     let rev = field(locked, "rev");
     ensure!(
@@ -287,10 +243,7 @@ fn check_lock(lock: &Value, url: &str) -> Result<String> {
     ensure!(
         digest.len() == 44
             && digest.ends_with('=')
-            && digest
-                .trim_end_matches('=')
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'),
+            && digest.trim_end_matches('=').chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'),
         "flake.lock: nixpkgs narHash {nar_hash:?} is not an SRI sha256"
     );
     ensure!(
@@ -302,15 +255,10 @@ fn check_lock(lock: &Value, url: &str) -> Result<String> {
     let release_branch = reference.strip_prefix("nixos-").is_some_and(|version| {
         version == "unstable"
             || version.split_once('.').is_some_and(|(year, month)| {
-                year.len() == 2
-                    && month.len() == 2
-                    && (year.chars().chain(month.chars())).all(|c| c.is_ascii_digit())
+                year.len() == 2 && month.len() == 2 && (year.chars().chain(month.chars())).all(|c| c.is_ascii_digit())
             })
     });
-    ensure!(
-        release_branch,
-        "flake.lock: nixpkgs follows {reference:?}, not nixos-unstable or a nixos-YY.MM release"
-    );
+    ensure!(release_branch, "flake.lock: nixpkgs follows {reference:?}, not nixos-unstable or a nixos-YY.MM release");
     ensure!(
         field(original, "type") == "github"
             && field(original, "repo") == "nixpkgs"
@@ -333,9 +281,7 @@ fn pinned(uses: &str) -> bool {
     let Some((action, reference)) = uses.split_once('@') else { return false };
     let tag = reference.strip_prefix('v').is_some_and(|version| {
         !version.is_empty()
-            && version
-                .split('.')
-                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
+            && version.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
     });
     let commit = reference.len() == 40 && reference.chars().all(|c| c.is_ascii_hexdigit());
     action.contains('/') && (tag || commit)
@@ -346,13 +292,9 @@ fn check_workflows(workflows: &[(String, String)]) -> Result<()> {
     ensure!(!workflows.is_empty(), "no workflow in .github/workflows");
     let mut found: Vec<&str> = Vec::new();
     for (name, text) in workflows {
-        let document: Value =
-            serde_yaml::from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
+        let document: Value = serde_yaml::from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
         ensure!(document.get("on").is_some(), "{name}: no `on:` trigger");
-        let jobs = document
-            .get("jobs")
-            .and_then(Value::as_mapping)
-            .with_context(|| format!("{name}: no jobs"))?;
+        let jobs = document.get("jobs").and_then(Value::as_mapping).with_context(|| format!("{name}: no jobs"))?;
         ensure!(!jobs.is_empty(), "{name}: no jobs");
         for (job_name, job) in jobs {
             let job_name = job_name.as_str().unwrap_or("?");
@@ -364,10 +306,7 @@ fn check_workflows(workflows: &[(String, String)]) -> Result<()> {
             for step in steps {
                 if let Some(uses) = step.get("uses") {
                     let uses = uses.as_str().unwrap_or_default();
-                    ensure!(
-                        pinned(uses),
-                        "{name}: job {job_name} uses {uses:?}, not pinned by version"
-                    );
+                    ensure!(pinned(uses), "{name}: job {job_name} uses {uses:?}, not pinned by version");
                 }
                 let run = step.get("run").and_then(Value::as_str).unwrap_or_default();
                 for (command, spellings) in WORKFLOW_COMMANDS {
@@ -378,11 +317,8 @@ fn check_workflows(workflows: &[(String, String)]) -> Result<()> {
             }
         }
     }
-    let missing: Vec<&str> = WORKFLOW_COMMANDS
-        .iter()
-        .map(|(command, _)| *command)
-        .filter(|command| !found.contains(command))
-        .collect();
+    let missing: Vec<&str> =
+        WORKFLOW_COMMANDS.iter().map(|(command, _)| *command).filter(|command| !found.contains(command)).collect();
     ensure!(missing.is_empty(), "no workflow runs {}", missing.join(", "));
     Ok(())
 }
@@ -425,17 +361,14 @@ mod tests {
 
     #[test]
     fn lock_without_a_real_pin_fails() {
-        assert!(check_lock(&lock_with("567a49d1913ce81ac6e9582e3553dd90a955875f", "567a49d"), URL)
-            .is_err());
+        assert!(check_lock(&lock_with("567a49d1913ce81ac6e9582e3553dd90a955875f", "567a49d"), URL).is_err());
         assert!(check_lock(
             &lock_with("\"narHash\": \"sha256-lrp67w8AulE9Ks53n27I45ADSzbOCn4H+CNW1Ck8B+8=\",", ""),
             URL
         )
         .is_err());
-        assert!(check_lock(&lock_with("\"ref\": \"nixos-unstable\"", "\"ref\": \"master\""), URL)
-            .is_err());
-        assert!(check_lock(&lock_with("\"nixpkgs\": \"nixpkgs\"", "\"nixpkgs\": \"other\""), URL)
-            .is_err());
+        assert!(check_lock(&lock_with("\"ref\": \"nixos-unstable\"", "\"ref\": \"master\""), URL).is_err());
+        assert!(check_lock(&lock_with("\"nixpkgs\": \"nixpkgs\"", "\"nixpkgs\": \"other\""), URL).is_err());
         let lock: Value = serde_yaml::from_str(LOCK).unwrap();
         assert!(check_lock(&lock, "github:NixOS/nixpkgs/nixos-25.05").is_err());
     }
@@ -457,29 +390,18 @@ mod tests {
     #[test]
     fn workflows_need_valid_yaml_pins_and_commands() {
         let named = |texts: &[&str]| -> Vec<(String, String)> {
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, text)| (format!("w{i}.yaml"), (*text).to_string()))
-                .collect()
+            texts.iter().enumerate().map(|(i, text)| (format!("w{i}.yaml"), (*text).to_string())).collect()
         };
         assert!(check_workflows(&named(&[CI, NIX])).is_ok());
         assert!(check_workflows(&named(&[CI])).is_err(), "nix flake check missing");
         assert!(check_workflows(&named(&[NIX])).is_err(), "cargo xtask test missing");
-        assert!(
-            check_workflows(&named(&[&CI.replace("@v5", "@main"), NIX])).is_err(),
-            "unpinned action"
-        );
-        assert!(
-            check_workflows(&named(&[&CI.replace("jobs:", "jobs: ["), NIX])).is_err(),
-            "invalid YAML"
-        );
+        assert!(check_workflows(&named(&[&CI.replace("@v5", "@main"), NIX])).is_err(), "unpinned action");
+        assert!(check_workflows(&named(&[&CI.replace("jobs:", "jobs: ["), NIX])).is_err(), "invalid YAML");
     }
 
     #[test]
     fn outputs_must_cover_every_host() {
-        let systems =
-            |names: &str| format!("{{\"x86_64-linux\": [{names}], \"aarch64-linux\": [{names}]}}");
+        let systems = |names: &str| format!("{{\"x86_64-linux\": [{names}], \"aarch64-linux\": [{names}]}}");
         let outputs = |hosts: &str, checks: &str| -> Value {
             let text = format!(
                 "{{\"outputs\": [\"apps\", \"checks\", \"devShells\", \"formatter\", \"overlays\", \"packages\"],
@@ -493,15 +415,12 @@ mod tests {
             );
             serde_yaml::from_str(&text).unwrap()
         };
-        let checks = "\"package-hlua\", \"filters\", \"cases\", \"vm-linux-6_1\", \"vm-linux-latest\", \"vm-no-landlock\"";
+        let checks =
+            "\"package-hlua\", \"filters\", \"cases\", \"vm-linux-6_1\", \"vm-linux-latest\", \"vm-no-landlock\"";
         assert!(check_outputs(&outputs("\"hlua\"", checks), &["hlua"]).is_ok());
+        assert!(check_outputs(&outputs("\"hlua\"", checks), &["hlua", "hsh"]).is_err(), "hsh not packaged");
         assert!(
-            check_outputs(&outputs("\"hlua\"", checks), &["hlua", "hsh"]).is_err(),
-            "hsh not packaged"
-        );
-        assert!(
-            check_outputs(&outputs("\"hlua\"", "\"package-hlua\", \"filters\""), &["hlua"])
-                .is_err(),
+            check_outputs(&outputs("\"hlua\"", "\"package-hlua\", \"filters\""), &["hlua"]).is_err(),
             "no VM tests"
         );
     }

@@ -170,8 +170,7 @@ pub fn verify_program(
                     let mut mutant = args;
                     mutant[slot] = witness ^ (1u64 << bit);
                     let expected = reference(rules, denied, rule.number, mutant);
-                    let this_rule_matches =
-                        rule.checks.iter().all(|(i, c)| check_holds(c, mutant[usize::from(*i)]));
+                    let this_rule_matches = rule.checks.iter().all(|(i, c)| check_holds(c, mutant[usize::from(*i)]));
                     if this_rule_matches && check_holds(check, mutant[slot]) {
                         bail!(
                             "{host}/{}: {} arg{index} accepts {:#x}, which differs from {witness:#x} only above bit 31",

@@ -85,8 +85,9 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
 
     let logs = root.join("target/vm/logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let queue: Mutex<Vec<(usize, Kernel, KernelImage)>> =
-        Mutex::new(kernels.iter().copied().zip(images).enumerate().map(|(i, (k, image))| (i, k, image)).rev().collect());
+    let queue: Mutex<Vec<(usize, Kernel, KernelImage)>> = Mutex::new(
+        kernels.iter().copied().zip(images).enumerate().map(|(i, (k, image))| (i, k, image)).rev().collect(),
+    );
     let rows: Mutex<Vec<(usize, Row)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(kernels.len()) {
@@ -124,8 +125,9 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
             bad.push(row.kernel.version);
         }
     }
-    let (passed, failed): (usize, usize) =
-        rows.iter().fold((0, 0), |(p, f), (_, row)| (p + row.passed, f + row.failed + usize::from(!row.ok() && row.failed == 0)));
+    let (passed, failed): (usize, usize) = rows
+        .iter()
+        .fold((0, 0), |(p, f), (_, row)| (p + row.passed, f + row.failed + usize::from(!row.ok() && row.failed == 0)));
     println!("vm-test: {} kernels in {}s, logs in {}", rows.len(), started.elapsed().as_secs(), logs.display());
     println!("{passed} passed, {failed} failed");
     if !bad.is_empty() {
@@ -531,7 +533,8 @@ impl Cpio {
                 self.tree(&child, &entry.path())?;
             } else if kind.is_file() {
                 let executable = entry.metadata()?.permissions().mode() & 0o111 != 0;
-                let data = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+                let data =
+                    std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
                 self.file(&child, if executable { 0o755 } else { 0o644 }, &data)?;
             } else {
                 bail!("{}: only files and directories can go into the guest", entry.path().display());
@@ -584,7 +587,17 @@ fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<usiz
             }
         }
     }
-    cpio.file("etc/passwd", 0o644, format!("root:x:0:0:root:/root:/bin/sh\n{}:x:{}:{}:h test user:/nonexistent:/bin/false\n", guest::USER, guest::UID, guest::GID).as_bytes())?;
+    cpio.file(
+        "etc/passwd",
+        0o644,
+        format!(
+            "root:x:0:0:root:/root:/bin/sh\n{}:x:{}:{}:h test user:/nonexistent:/bin/false\n",
+            guest::USER,
+            guest::UID,
+            guest::GID
+        )
+        .as_bytes(),
+    )?;
     cpio.file("etc/group", 0o644, format!("root:x:0:\n{}:x:{}:\n", guest::USER, guest::GID).as_bytes())?;
     let zlib = std::fs::canonicalize(LOADLIB_TARGET)
         .with_context(|| format!("{LOADLIB_TARGET} (zlib) is missing: hlua's loadlib attack needs it in the guest"))?;
@@ -845,8 +858,7 @@ pub mod guest {
         gid: u32,
     }
 
-    const EVERYONE: [RunAs; 2] =
-        [RunAs { label: "user", uid: UID, gid: GID }, RunAs { label: "root", uid: 0, gid: 0 }];
+    const EVERYONE: [RunAs; 2] = [RunAs { label: "user", uid: UID, gid: GID }, RunAs { label: "root", uid: 0, gid: 0 }];
 
     /// Guest code runs about ten times slower under TCG: case timeouts are stretched by this.
     const SLOWDOWN: u64 = 3;
@@ -1059,7 +1071,14 @@ pub mod guest {
         Ok(if tags.is_empty() { "nothing".to_string() } else { tags.join(" ") })
     }
 
-    fn run_cases(host: &str, binary: &Path, dir: &Path, scratch: &Path, abi: Option<u32>, tally: &mut Tally) -> Result<()> {
+    fn run_cases(
+        host: &str,
+        binary: &Path,
+        dir: &Path,
+        scratch: &Path,
+        abi: Option<u32>,
+        tally: &mut Tally,
+    ) -> Result<()> {
         for folder in FOLDERS {
             let folder_path = dir.join(folder);
             let Ok(entries) = std::fs::read_dir(&folder_path) else { continue };
@@ -1113,7 +1132,10 @@ pub mod guest {
         if degraded {
             command.arg("--allow-degraded");
         }
-        command.args(case.options.iter().map(substitute)).arg(&case.script).args(case.script_args.iter().map(substitute));
+        command
+            .args(case.options.iter().map(substitute))
+            .arg(&case.script)
+            .args(case.script_args.iter().map(substitute));
         command.current_dir(work.join("case")).env_clear();
         command.env("PATH", "/bin").env("HOME", work.join("home"));
         for (key, value) in &case.env {
@@ -1174,7 +1196,6 @@ pub mod guest {
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]
@@ -1234,7 +1255,8 @@ mod tests {
 
     #[test]
     fn result_lines_parse() {
-        let fields = parse_fields("release=6.1.0-50-cloud-amd64; abi=2; passed=3; failed=0; skipped=0; enforced=hlua: fs refer");
+        let fields =
+            parse_fields("release=6.1.0-50-cloud-amd64; abi=2; passed=3; failed=0; skipped=0; enforced=hlua: fs refer");
         assert_eq!(fields.get("enforced").map(String::as_str), Some("hlua: fs refer"));
         assert_eq!(fields.get("abi").map(String::as_str), Some("2"));
     }

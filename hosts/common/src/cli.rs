@@ -44,9 +44,9 @@ fn text(value: &OsStr) -> String {
 
 fn parse_rlimit(value: &OsStr) -> Result<(Resource, Limit), UsageError> {
     let value = value.to_str().ok_or_else(|| UsageError(format!("unable to parse rlimit: {}", text(value))))?;
-    let (name, limit) = value
-        .split_once('=')
-        .ok_or_else(|| UsageError(format!("unable to parse rlimit: {value} (expected RLIMIT=VALUE, e.g. nofile=64)")))?;
+    let (name, limit) = value.split_once('=').ok_or_else(|| {
+        UsageError(format!("unable to parse rlimit: {value} (expected RLIMIT=VALUE, e.g. nofile=64)"))
+    })?;
     let resource = Resource::from_name(name).ok_or_else(|| UsageError(format!("unknown rlimit: {name}")))?;
     let limit = Limit::parse(limit).ok_or_else(|| {
         UsageError(format!("unable to parse rlimit value for {name}: {limit} (a number with optional K/M/G, or inf)"))
@@ -98,7 +98,8 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
             break;
         }
         if let Some(long) = bytes.strip_prefix(b"--") {
-            let long = std::str::from_utf8(long).map_err(|_| UsageError(format!("unknown option {}", text(&argument))))?;
+            let long =
+                std::str::from_utf8(long).map_err(|_| UsageError(format!("unknown option {}", text(&argument))))?;
             let (name, inline_value) = match long.split_once('=') {
                 Some((name, value)) => (name, Some(OsString::from(value))),
                 None => (long, None),
@@ -162,7 +163,8 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
     if wants_version {
         return Ok(Request::Version);
     }
-    options.script = script.ok_or_else(|| UsageError("no script given (usage: HOST [OPTIONS] [--] SCRIPT [ARGS...])".to_string()))?;
+    options.script = script
+        .ok_or_else(|| UsageError("no script given (usage: HOST [OPTIONS] [--] SCRIPT [ARGS...])".to_string()))?;
     options.script_args = arguments.collect();
     Ok(Request::Run(options))
 }

@@ -71,7 +71,8 @@ fn canonical_existing(host: &str, what: &str, path: &Path) -> PathBuf {
 /// The limits to set: the profile's defaults (or none with `-R`), then every `-r`, the last
 /// one for a resource winning, whatever the order of `-R` and `-r` on the command line.
 pub fn effective_rlimits(profile: &HostProfile, options: &Options) -> Vec<(Resource, Limit)> {
-    let mut limits: Vec<(Resource, Limit)> = if options.inherit_rlimits { Vec::new() } else { profile.rlimits.to_vec() };
+    let mut limits: Vec<(Resource, Limit)> =
+        if options.inherit_rlimits { Vec::new() } else { profile.rlimits.to_vec() };
     for &(resource, limit) in &options.rlimits {
         match limits.iter_mut().find(|(existing, _)| *existing == resource) {
             Some(entry) => entry.1 = limit,
@@ -144,10 +145,18 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         add(canonical_existing(host, "cannot access", Path::new("/etc/localtime")), FsAccess::Read, "-l".to_string());
     }
     for path in &options.allow_read {
-        add(canonical_existing(host, "cannot access --allow-read path", path), FsAccess::Read, "--allow-read".to_string());
+        add(
+            canonical_existing(host, "cannot access --allow-read path", path),
+            FsAccess::Read,
+            "--allow-read".to_string(),
+        );
     }
     for path in &options.allow_write {
-        add(canonical_existing(host, "cannot access --allow-write path", path), FsAccess::ReadWrite, "--allow-write".to_string());
+        add(
+            canonical_existing(host, "cannot access --allow-write path", path),
+            FsAccess::ReadWrite,
+            "--allow-write".to_string(),
+        );
     }
 
     let rlimits = effective_rlimits(profile, options);

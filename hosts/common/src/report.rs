@@ -10,7 +10,10 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
     let mut out = String::new();
     let host = profile.name;
     let _ = writeln!(out, "{host} {} policy for {}", env!("CARGO_PKG_VERSION"), started.script_path.display());
-    let _ = writeln!(out, "order: rlimits -> capabilities -> no_new_privs -> landlock -> seccomp, before the script's first line");
+    let _ = writeln!(
+        out,
+        "order: rlimits -> capabilities -> no_new_privs -> landlock -> seccomp, before the script's first line"
+    );
 
     let _ = writeln!(out, "\nlandlock:");
     match h_sandbox::landlock_abi() {
@@ -22,10 +25,14 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
         }
         None if options.allow_degraded => {
             let _ = writeln!(out, "  NOT ENFORCED: the kernel has no landlock and --allow-degraded was given;");
-            let _ = writeln!(out, "  the filesystem, TCP and scope restrictions below are missing (seccomp still applies)");
+            let _ =
+                writeln!(out, "  the filesystem, TCP and scope restrictions below are missing (seccomp still applies)");
         }
         None => {
-            let _ = writeln!(out, "  UNAVAILABLE: the kernel has no landlock; {host} refuses to run without --allow-degraded");
+            let _ = writeln!(
+                out,
+                "  UNAVAILABLE: the kernel has no landlock; {host} refuses to run without --allow-degraded"
+            );
         }
     }
     let abi = h_sandbox::landlock_abi().unwrap_or(0);
@@ -43,9 +50,11 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
         let _ = writeln!(out, "  network: TCP not restricted by landlock on this kernel (ABI < 4); seccomp decides");
     }
     if abi >= 6 {
-        let _ = writeln!(out, "  scopes: no signals to, and no abstract unix sockets of, processes outside the sandbox");
+        let _ =
+            writeln!(out, "  scopes: no signals to, and no abstract unix sockets of, processes outside the sandbox");
     } else {
-        let _ = writeln!(out, "  scopes: not enforced on this kernel (ABI < 6); seccomp decides which signals and sockets");
+        let _ =
+            writeln!(out, "  scopes: not enforced on this kernel (ABI < 6); seccomp decides which signals and sockets");
     }
 
     let program = policy.seccomp;
@@ -80,11 +89,18 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
     }
     let _ = writeln!(out, "  SIGXFSZ ignored: writing past fsize fails with EFBIG instead of killing {host}");
 
-    let _ = writeln!(out, "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);");
-    let _ = writeln!(out, "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP");
+    let _ = writeln!(
+        out,
+        "\ncapabilities: effective, permitted, inheritable and ambient emptied (any uid, root included);"
+    );
+    let _ = writeln!(
+        out,
+        "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP"
+    );
     match policy.root_identity {
         h_sandbox::RootIdentity::KeepUid0 => {
-            let _ = writeln!(out, "uid: unchanged (run by root: uid 0 without capabilities; {host} creates no processes)");
+            let _ =
+                writeln!(out, "uid: unchanged (run by root: uid 0 without capabilities; {host} creates no processes)");
         }
         h_sandbox::RootIdentity::Nobody => {
             let _ = writeln!(
@@ -96,8 +112,12 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
         }
     }
     let _ = writeln!(out, "no_new_privs: set");
-    let _ = writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
-    let _ = writeln!(out, "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter");
+    let _ =
+        writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
+    let _ = writeln!(
+        out,
+        "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter"
+    );
     let _ = writeln!(out, "file descriptors: only 0, 1 and 2 are inherited");
     if policy.environment.is_empty() {
         let _ = writeln!(out, "environment: empty");

@@ -8,15 +8,16 @@ use mlua::{Lua, LuaOptions, MultiValue, StdLib, Value};
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+#[rustfmt::skip]
 mod seccomp;
 
 const MIB: u64 = 1 << 20;
 
 /// Default limits: what a Lua script needs, and zero for everything it does not.
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::As, Limit::Value(256 * MIB)),   // the Lua heap; a memory bomb gets "not enough memory"
-    (Resource::Core, Limit::Value(0)),         // no core dumps of the script's memory
-    (Resource::Cpu, Limit::Value(60)),         // seconds of CPU; -r cpu=inf for long jobs
+    (Resource::As, Limit::Value(256 * MIB)), // the Lua heap; a memory bomb gets "not enough memory"
+    (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)),       // seconds of CPU; -r cpu=inf for long jobs
     (Resource::Data, Limit::Value(256 * MIB)), // as above, for brk
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),

@@ -14,6 +14,7 @@ use h_sandbox::{FsAccess, Limit, Resource};
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+#[rustfmt::skip]
 mod seccomp;
 
 /// node's path and version, resolved by build.rs.
@@ -146,7 +147,10 @@ mod tests {
         assert_eq!(action("clone", [thread, 0, 0, 0, 0, 0]), ALLOW);
         let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
         assert_ne!(action("clone", [fork, 0, 0, 0, 0, 0]), ALLOW);
-        assert_ne!(action("clone", [(libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64, 0, 0, 0, 0, 0]), ALLOW);
+        assert_ne!(
+            action("clone", [(libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
         for extra in [libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWNET] {
             assert_ne!(action("clone", [thread | extra as u64, 0, 0, 0, 0, 0]), ALLOW, "{extra:#x}");
         }

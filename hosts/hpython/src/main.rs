@@ -16,6 +16,7 @@ use pyo3::ffi;
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+#[rustfmt::skip]
 mod seccomp;
 
 /// The interpreter's files, resolved by build.rs from the Python executable (`H_PYTHON`).
@@ -182,7 +183,8 @@ fn configure_and_start(config: &mut ffi::PyConfig, started: &h_host::Started) ->
     let executable = c_string("the Python executable", layout::PYTHON_EXECUTABLE.as_bytes())?;
     let home = c_string("the Python prefix", layout::PYTHON_PREFIX.as_bytes())?;
     // SAFETY: the field pointers belong to `config`; the strings are valid and copied.
-    check(unsafe { ffi::PyConfig_SetBytesString(config, &mut config.program_name, executable.as_ptr()) }, "program_name")?;
+    let status = unsafe { ffi::PyConfig_SetBytesString(config, &mut config.program_name, executable.as_ptr()) };
+    check(status, "program_name")?;
     // SAFETY: as above.
     check(unsafe { ffi::PyConfig_SetBytesString(config, &mut config.home, home.as_ptr()) }, "home")?;
 

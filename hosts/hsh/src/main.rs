@@ -12,6 +12,7 @@ use h_sandbox::{FsAccess, Limit, Resource};
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
+#[rustfmt::skip]
 mod seccomp;
 
 /// bash's path and version, resolved by build.rs.
@@ -141,7 +142,10 @@ mod tests {
     fn no_socket_no_ptrace_no_io_uring_no_executable_anonymous_memory() {
         assert_ne!(action("socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0]), ALLOW);
         assert_ne!(action("socket", [libc::AF_INET6 as u64, 1, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(action("socket", [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), bpf::SECCOMP_RET_ERRNO | libc::EACCES as u32);
+        assert_eq!(
+            action("socket", [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]),
+            bpf::SECCOMP_RET_ERRNO | libc::EACCES as u32
+        );
         assert_ne!(action("ptrace", [0; 6]), ALLOW);
         assert_ne!(action("io_uring_setup", [0; 6]), ALLOW);
         let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
