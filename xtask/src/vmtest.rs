@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -51,8 +51,76 @@ pub const KERNELS: &[Kernel] = &[
     Kernel { version: "7.3", suite: "trixie-backports", abi: Some(11) },
 ];
 
-/// The hosts that run in the guest. They must be fully static and need no file from `/usr`.
-const GUEST_HOSTS: &[&str] = &["hlua"];
+/// A host that runs in the guest, with what it needs there and which of its cases a kernel or
+/// the guest cannot serve. Case names are `FOLDER/NAME` (`attacks/exec`); every entry must be a
+/// case (checked in the guest and by a unit test).
+pub struct GuestHost {
+    pub name: &'static str,
+    /// Programs of this machine the host executes: each one, its program interpreter and its
+    /// libraries go into the guest at the same paths, symlinks kept (the landlock table names
+    /// the canonical files, the loader opens them by the names it was linked with).
+    pub executes: &'static [&'static str],
+    /// Files of this machine the attacks aim at: they must exist for landlock to deny them.
+    pub targets: &'static [&'static str],
+    /// Cases that need landlock ABI N or later: skipped on older kernels and without landlock.
+    pub needs_abi: &'static [(&'static str, u32)],
+    /// Cases that run programs the guest does not have (only busybox and the hosts' own
+    /// interpreters are there): skipped on every kernel; the host's `cargo xtask test` runs them.
+    pub needs_programs: &'static [&'static str],
+    /// Cases that must run, and pass, without landlock (`--allow-degraded`): what seccomp, the
+    /// environment scrub and the rlimits still stop there. None may be skipped.
+    pub degraded_holds: &'static [&'static str],
+}
+
+/// The hosts that run in the guest: the static build of each, plus the files it names.
+pub const GUEST_HOSTS: &[GuestHost] = &[
+    GuestHost {
+        name: "hlua",
+        executes: &[],
+        targets: &[LOADLIB_TARGET],
+        needs_abi: &[
+            // Landlock's filesystem layer (ABI 1) is what these show: files outside the grants,
+            // a sibling module without -s, a library the script tries to load, root's DAC bypass.
+            ("cases/allow-write", 1),
+            ("cases/require-without-s", 1),
+            ("attacks/delete", 1),
+            ("attacks/loadlib", 1),
+            ("attacks/read-secret", 1),
+            ("attacks/rename", 1),
+            ("attacks/root-dac-override", 1),
+            ("attacks/write-outside", 1),
+        ],
+        needs_programs: &[],
+        degraded_holds: &["attacks/exec", "attacks/popen", "attacks/environment"],
+    },
+    GuestHost {
+        name: "hsh",
+        executes: &["/usr/bin/bash"],
+        targets: &[LOADLIB_TARGET],
+        needs_abi: &[
+            // Landlock's filesystem layer (ABI 1): unreadable siblings and secrets, no writes
+            // or truncation outside the grants, no library for `enable -f`.
+            ("cases/source-without-s", 1),
+            ("attacks/enable-f", 1),
+            ("attacks/read-secret", 1),
+            ("attacks/truncate", 1),
+            ("attacks/write-outside", 1),
+            // Landlock's signal scope (ABI 6): before it, kill -0 reaches the supervisor (same
+            // user), the parent and, as root, pid 1.
+            ("cases/signal-scope", 6),
+            ("attacks/kill-init", 6),
+            ("attacks/kill-parent", 6),
+        ],
+        needs_programs: &[
+            "cases/external-command", // ls: landlock's exit 126 needs the program to exist
+            "attacks/exec-python",    // python3
+            "attacks/loader-trick",   // /usr/bin/id, the program ld.so is asked to run
+            "attacks/tiocsti",        // script(1) and python3
+        ],
+        // /dev/tcp and /dev/udp: seccomp denies socket (issue 6), with or without landlock.
+        degraded_holds: &["attacks/dev-tcp", "attacks/dev-udp", "attacks/environment"],
+    },
+];
 
 /// The Debian mirror the private apt configuration uses (the same one the machine's apt uses).
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -120,7 +188,9 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     println!("{}", Row::header());
     let mut bad = Vec::new();
     for (_, row) in &rows {
-        println!("{}", row.line());
+        for line in row.lines() {
+            println!("{line}");
+        }
         if !row.ok() {
             bad.push(row.kernel.version);
         }
@@ -437,15 +507,16 @@ fn build_static(root: &Path) -> Result<Binaries> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     command.current_dir(root).args(["build", "--release", "--quiet", "--target", triple, "--package", "xtask"]);
     for host in GUEST_HOSTS {
-        command.args(["--package", host]);
+        command.args(["--package", host.name]);
     }
     // With --target, RUSTFLAGS reach only the target's code: build scripts and proc macros
     // stay dynamic host programs.
     command.env("RUSTFLAGS", "-C target-feature=+crt-static").env_remove("CARGO_ENCODED_RUSTFLAGS");
-    command.env("CARGO_TARGET_DIR", &target_dir);
+    // hsh's build script then resolves /usr/bin/bash, the bash the guest gets.
+    command.env("CARGO_TARGET_DIR", &target_dir).env_remove("H_BASH");
     run_command(&mut command)?;
     let out = target_dir.join(triple).join("release");
-    let hosts = GUEST_HOSTS.iter().map(|host| (host.to_string(), out.join(host))).collect::<Vec<_>>();
+    let hosts = GUEST_HOSTS.iter().map(|host| (host.name.to_string(), out.join(host.name))).collect::<Vec<_>>();
     let runner = out.join("xtask");
     for path in hosts.iter().map(|(_, path)| path).chain([&runner]) {
         require_static(path)?;
@@ -485,10 +556,15 @@ fn elf_interpreter(bytes: &[u8]) -> Option<bool> {
 struct Cpio {
     out: Vec<u8>,
     inode: u32,
+    /// The names written so far, with their file type bits.
+    names: BTreeMap<String, u32>,
 }
 
 impl Cpio {
     fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> Result<()> {
+        if self.names.insert(name.to_string(), mode & 0o170_000).is_some() {
+            bail!("{name} is in the initramfs twice");
+        }
         self.inode += 1;
         let size = u32::try_from(data.len()).with_context(|| format!("{name} is too large for cpio"))?;
         let name_size = u32::try_from(name.len() + 1).context("cpio name too long")?;
@@ -543,6 +619,49 @@ impl Cpio {
         Ok(())
     }
 
+    fn symlink(&mut self, name: &str, target: &Path) -> Result<()> {
+        self.entry(name, 0o120_777, target.to_string_lossy().as_bytes(), (0, 0))
+    }
+
+    /// Copies `path` of this machine to the same path in the guest: each directory on the way,
+    /// each symlink as a symlink (and what it points to), and the file itself with its mode.
+    /// Entries already written are kept; a name written as another type is an error.
+    fn mirror(&mut self, path: &Path) -> Result<()> {
+        let mut real = PathBuf::from("/");
+        let parts: Vec<_> = path.components().skip(1).collect();
+        for (index, part) in parts.iter().enumerate() {
+            if *part == std::path::Component::ParentDir {
+                real.pop();
+                continue;
+            }
+            let here = real.join(part);
+            let name = here.strip_prefix("/").unwrap_or(&here).to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&here).with_context(|| format!("{}", here.display()))?;
+            let kind = meta.mode() & 0o170_000;
+            if let Some(&written) = self.names.get(&name) {
+                if written != kind {
+                    bail!("{} cannot go into the guest: {name} is already there as another type", path.display());
+                }
+            } else if meta.is_symlink() {
+                self.symlink(&name, &std::fs::read_link(&here)?)?;
+            } else if meta.is_dir() {
+                self.dir(&name, 0o755)?;
+            } else if meta.is_file() && index + 1 == parts.len() {
+                let data = std::fs::read(&here).with_context(|| format!("reading {}", here.display()))?;
+                self.file(&name, meta.mode() & 0o7777, &data)?;
+            } else {
+                bail!("{}: only files, directories and symlinks can go into the guest", here.display());
+            }
+            if meta.is_symlink() {
+                let target = real.join(std::fs::read_link(&here)?);
+                let rest: PathBuf = parts[index + 1..].iter().collect();
+                return self.mirror(&target.join(rest));
+            }
+            real = here;
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<Vec<u8>> {
         self.entry("TRAILER!!!", 0, &[], (0, 0))?;
         Ok(self.out)
@@ -555,13 +674,48 @@ const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox mount -t tmpfs -o mode=1777 tmpfs /tmp
+/bin/busybox ln -s /proc/self/fd /dev/fd
 /bin/h-vm-runner vm-test --guest /cases
 echo "H-VM-EXIT $?"
 /bin/busybox poweroff -f
 "#;
 
-/// The zlib the hlua `loadlib` attack tries to load (it must exist for landlock to deny it).
+/// The zlib hlua's `loadlib` and hsh's `enable-f` attacks try to load (it must exist for
+/// landlock to deny it).
 const LOADLIB_TARGET: &str = "/lib/x86_64-linux-gnu/libz.so.1";
+
+/// `program` and what the loader opens to run it, by the names it opens (`ldd`: the program
+/// interpreter and every library, as found on this machine).
+fn loaded_files(program: &str) -> Result<Vec<PathBuf>> {
+    let output = Command::new("ldd").arg(program).output().with_context(|| format!("starting ldd {program}"))?;
+    if !output.status.success() {
+        bail!("ldd {program} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let mut files = vec![PathBuf::from(program)];
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let path = line.split_once("=>").map_or(line, |(_, found)| found).split_whitespace().next().unwrap_or("");
+        if path.starts_with('/') {
+            files.push(PathBuf::from(path));
+        }
+    }
+    Ok(files)
+}
+
+/// The files of a host's landlock table (its `--print-policy` rules, without devices and the
+/// script), run on this machine.
+fn granted_files(binary: &Path, script: &Path) -> Result<Vec<PathBuf>> {
+    let output = Command::new(binary).arg("--print-policy").arg(script).output()?;
+    if !output.status.success() {
+        bail!("{} --print-policy failed: {}", binary.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rules = text.lines().skip_while(|line| !line.trim_start().starts_with("rules")).skip(1);
+    Ok(rules
+        .map_while(|line| line.starts_with("    ").then(|| line.split_whitespace().nth(1)).flatten())
+        .map(PathBuf::from)
+        .filter(|path| !path.starts_with("/dev") && path.as_path() != script)
+        .collect())
+}
 
 fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<usize> {
     let busybox = Path::new("/bin/busybox");
@@ -569,7 +723,7 @@ fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<usiz
     let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
 
     let mut cpio = Cpio::default();
-    for dir in ["bin", "etc", "proc", "sys", "dev", "root", "cases", "lib", "lib/x86_64-linux-gnu"] {
+    for dir in ["bin", "etc", "proc", "sys", "dev", "root", "cases"] {
         cpio.dir(dir, 0o755)?;
     }
     cpio.dir("tmp", 0o1777)?;
@@ -577,8 +731,24 @@ fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<usiz
     cpio.file("init", 0o755, INIT.as_bytes())?;
     cpio.file("bin/busybox", 0o755, &read(busybox)?)?;
     cpio.file("bin/h-vm-runner", 0o755, &read(&binaries.runner)?)?;
-    for (host, binary) in &binaries.hosts {
+    for ((host, binary), spec) in binaries.hosts.iter().zip(GUEST_HOSTS) {
         cpio.file(&format!("bin/{host}"), 0o755, &read(binary)?)?;
+        for program in spec.executes {
+            for file in loaded_files(program)? {
+                cpio.mirror(&file)?;
+            }
+        }
+        for target in spec.targets {
+            cpio.mirror(Path::new(target)).with_context(|| format!("{host}'s attacks need {target} in the guest"))?;
+        }
+        // The guest must hold every file the host's landlock table grants, at the same path.
+        let script = root.join("hosts").join(host).join("cases/hello/main");
+        for granted in granted_files(binary, &script)? {
+            let name = granted.to_string_lossy().trim_start_matches('/').to_string();
+            if cpio.names.get(&name) != Some(&0o100_000) {
+                bail!("{host} grants {}, which is not a file in the guest: add it to GUEST_HOSTS", granted.display());
+            }
+        }
         cpio.dir(&format!("cases/{host}"), 0o755)?;
         for folder in guest::FOLDERS {
             let from = root.join("hosts").join(host).join(folder);
@@ -599,9 +769,6 @@ fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<usiz
         .as_bytes(),
     )?;
     cpio.file("etc/group", 0o644, format!("root:x:0:\n{}:x:{}:\n", guest::USER, guest::GID).as_bytes())?;
-    let zlib = std::fs::canonicalize(LOADLIB_TARGET)
-        .with_context(|| format!("{LOADLIB_TARGET} (zlib) is missing: hlua's loadlib attack needs it in the guest"))?;
-    cpio.file(LOADLIB_TARGET.trim_start_matches('/'), 0o644, &read(&zlib)?)?;
 
     let bytes = cpio.finish()?;
     write_file(path, &bytes)?;
@@ -618,15 +785,27 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Booting
 
-/// One kernel's outcome: a row of the table.
+/// One host's counts on one kernel: a line of the table.
+#[derive(Debug, Default)]
+struct HostRow {
+    host: String,
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    /// What `HOST --print-policy` marked enforced.
+    enforced: String,
+}
+
+/// One kernel's outcome: a row of the table, one line per host.
 struct Row {
     kernel: Kernel,
     release: String,
     abi: String,
+    /// The kernel's totals: every host's runs and the kernel's own check.
     passed: usize,
     failed: usize,
     skipped: usize,
-    enforced: String,
+    hosts: Vec<HostRow>,
     seconds: u64,
     /// Why the kernel failed: FAIL lines from the guest, or what went wrong around it.
     failures: Vec<String>,
@@ -640,25 +819,46 @@ impl Row {
 
     fn header() -> String {
         format!(
-            "{:<6} {:<28} {:<8} {:>6} {:>6} {:>7} {:>5}  {}",
-            "kernel", "release", "landlock", "passed", "failed", "skipped", "time", "enforced (hlua --print-policy)"
+            "{:<6} {:<28} {:<8} {:<5} {:>6} {:>6} {:>7} {:>5}  {}",
+            "kernel",
+            "release",
+            "landlock",
+            "host",
+            "passed",
+            "failed",
+            "skipped",
+            "time",
+            "enforced (HOST --print-policy)"
         )
     }
 
-    fn line(&self) -> String {
+    fn lines(&self) -> Vec<String> {
         let release = if self.release.is_empty() { "(no result)" } else { self.release.as_str() };
         let abi = if self.abi.is_empty() { "?" } else { self.abi.as_str() };
-        format!(
-            "{:<6} {:<28} {:<8} {:>6} {:>6} {:>7} {:>4}s  {}",
-            self.kernel.version,
-            release,
-            abi,
-            self.passed,
-            self.failed,
-            self.skipped,
-            self.seconds,
-            if self.ok() { self.enforced.clone() } else { format!("FAILED; {}", self.enforced) }
-        )
+        let mut hosts: Vec<&HostRow> = self.hosts.iter().collect();
+        let missing = HostRow { host: "-".to_string(), ..HostRow::default() };
+        if hosts.is_empty() {
+            hosts.push(&missing);
+        }
+        hosts
+            .iter()
+            .map(|host| {
+                let ok = self.ok() && host.failed == 0;
+                format!(
+                    "{:<6} {:<28} {:<8} {:<5} {:>6} {:>6} {:>7} {:>4}s  {}{}",
+                    self.kernel.version,
+                    release,
+                    abi,
+                    host.host,
+                    host.passed,
+                    host.failed,
+                    host.skipped,
+                    self.seconds,
+                    if ok { "" } else { "FAILED; " },
+                    host.enforced
+                )
+            })
+            .collect()
     }
 }
 
@@ -671,7 +871,7 @@ fn boot(kernel: Kernel, image: &KernelImage, initramfs: &Path, log: &Path) -> Ro
         passed: 0,
         failed: 0,
         skipped: 0,
-        enforced: String::new(),
+        hosts: Vec::new(),
         seconds: 0,
         failures: Vec::new(),
         complete: false,
@@ -768,12 +968,24 @@ fn read_console(console: &str, row: &mut Row) {
             row.failures.push(format!("runner: {rest}"));
         } else if let Some(rest) = line.strip_prefix("H-VM-EXIT ") {
             exit = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("H-VM-HOST ") {
+            let fields = parse_fields(rest);
+            let number = |name: &str| fields.get(name).and_then(|value| value.parse::<usize>().ok());
+            match (fields.get("host"), number("passed"), number("failed"), number("skipped")) {
+                (Some(host), Some(passed), Some(failed), Some(skipped)) => row.hosts.push(HostRow {
+                    host: host.clone(),
+                    passed,
+                    failed,
+                    skipped,
+                    enforced: fields.get("enforced").cloned().unwrap_or_default(),
+                }),
+                _ => row.failures.push(format!("unreadable host line: {rest}")),
+            }
         } else if let Some(rest) = line.strip_prefix("H-VM-RESULT ") {
             let fields = parse_fields(rest);
             let number = |name: &str| fields.get(name).and_then(|value| value.parse::<usize>().ok());
             row.release = fields.get("release").cloned().unwrap_or_default();
             row.abi = fields.get("abi").cloned().unwrap_or_default();
-            row.enforced = fields.get("enforced").cloned().unwrap_or_default();
             match (number("passed"), number("failed"), number("skipped")) {
                 (Some(passed), Some(failed), Some(skipped)) => {
                     (row.passed, row.failed, row.skipped) = (passed, failed, skipped);
@@ -788,6 +1000,11 @@ fn read_console(console: &str, row: &mut Row) {
     let expected = row.kernel.abi.map_or_else(|| "none".to_string(), |abi| abi.to_string());
     if row.complete && row.abi != expected {
         row.failures.push(format!("landlock ABI {} where the matrix expects {expected}", row.abi));
+    }
+    let reported: Vec<&str> = row.hosts.iter().map(|host| host.host.as_str()).collect();
+    let wanted: Vec<&str> = GUEST_HOSTS.iter().map(|host| host.name).collect();
+    if row.complete && reported != wanted {
+        row.failures.push(format!("the guest reported hosts {reported:?}, not {wanted:?}"));
     }
     match exit.as_deref() {
         Some("0") => {}
@@ -833,23 +1050,38 @@ pub mod guest {
     use anyhow::{bail, Context, Result};
     use h_testkit::{execute, judge, status_problems, Case, Outcome};
 
+    use super::{GuestHost, GUEST_HOSTS};
+
     pub const USER: &str = "h-test";
     pub const UID: u32 = 1000;
     pub const GID: u32 = 1000;
     pub const FOLDERS: &[&str] = &["cases", "attacks"];
 
-    /// Cases that need landlock's filesystem layer: on a kernel without landlock (run with
-    /// `--allow-degraded`) they cannot pass and are skipped. Every entry must exist.
-    pub const NEEDS_LANDLOCK: &[&str] = &[
-        "hlua/cases/allow-write",
-        "hlua/cases/require-without-s",
-        "hlua/attacks/delete",
-        "hlua/attacks/loadlib",
-        "hlua/attacks/read-secret",
-        "hlua/attacks/rename",
-        "hlua/attacks/root-dac-override",
-        "hlua/attacks/write-outside",
-    ];
+    /// Why `case` (`FOLDER/NAME`) of `host` does not run on a kernel with landlock ABI `abi`.
+    pub fn skip_reason(host: &GuestHost, case: &str, abi: Option<u32>) -> Option<String> {
+        if host.needs_programs.contains(&case) {
+            return Some("runs a program the guest does not have".to_string());
+        }
+        let needs = host.needs_abi.iter().find(|(name, _)| *name == case).map(|&(_, needs)| needs)?;
+        (abi.unwrap_or(0) < needs).then(|| format!("needs landlock ABI {needs}"))
+    }
+
+    /// Every name in `host`'s lists is a case under `dir`, and no case that must hold without
+    /// landlock is skipped there.
+    pub fn check_lists(host: &GuestHost, dir: &Path) -> Result<()> {
+        let named = host.needs_abi.iter().map(|(name, _)| name).chain(host.needs_programs).chain(host.degraded_holds);
+        for name in named {
+            if !dir.join(name).join("test.toml").is_file() {
+                bail!("GUEST_HOSTS names {}/{name}, which is not a case: update xtask/src/vmtest.rs", host.name);
+            }
+        }
+        for name in host.degraded_holds {
+            if let Some(reason) = skip_reason(host, name, None) {
+                bail!("{}/{name} must hold without landlock, but is skipped there ({reason})", host.name);
+            }
+        }
+        Ok(())
+    }
 
     #[derive(Clone, Copy, Debug)]
     struct RunAs {
@@ -920,8 +1152,8 @@ pub mod guest {
         let abi = landlock_abi();
         println!("H-VM kernel {release}, landlock ABI {} (expected {expected})", abi_text(abi));
 
-        let mut tally = Tally::default();
-        tally.record(
+        let mut kernel_tally = Tally::default();
+        kernel_tally.record(
             "kernel/landlock-abi",
             if abi_text(abi) == expected {
                 Vec::new()
@@ -930,27 +1162,32 @@ pub mod guest {
             },
         );
         let scratch = Path::new("/tmp/h-vm");
-        let mut enforced = Vec::new();
-        for entry in std::fs::read_dir(&cases).with_context(|| format!("reading {}", cases.display()))? {
-            let entry = entry?;
-            let host = entry.file_name().to_string_lossy().into_owned();
-            let binary = PathBuf::from("/bin").join(&host);
-            enforced.push(format!("{host}: {}", host_checks(&host, &binary, &entry.path(), abi, &mut tally)?));
-            run_cases(&host, &binary, &entry.path(), scratch, abi, &mut tally)?;
+        let mut total = kernel_tally;
+        let mut host_lines = Vec::new();
+        for host in GUEST_HOSTS {
+            let dir = cases.join(host.name);
+            check_lists(host, &dir)?;
+            let binary = PathBuf::from("/bin").join(host.name);
+            let mut tally = Tally::default();
+            let enforced = host_checks(host.name, &binary, &dir, abi, &mut tally)?;
+            run_cases(host, &binary, &dir, scratch, abi, &mut tally)?;
+            host_lines.push(format!(
+                "H-VM-HOST host={}; passed={}; failed={}; skipped={}; enforced={enforced}",
+                host.name, tally.passed, tally.failed, tally.skipped
+            ));
+            total.passed += tally.passed;
+            total.failed += tally.failed;
+            total.skipped += tally.skipped;
         }
-        for name in NEEDS_LANDLOCK {
-            let (host, rest) = name.split_once('/').unwrap_or((name, ""));
-            if !cases.join(host).join(rest).join("test.toml").is_file() {
-                bail!("NEEDS_LANDLOCK names {name}, which is not a case: update xtask/src/vmtest.rs");
-            }
+        for line in host_lines {
+            println!("{line}");
         }
         println!(
-            "H-VM-RESULT release={release}; abi={}; passed={}; failed={}; skipped={}; enforced={}",
+            "H-VM-RESULT release={release}; abi={}; passed={}; failed={}; skipped={}",
             abi_text(abi),
-            tally.passed,
-            tally.failed,
-            tally.skipped,
-            enforced.join(" | ")
+            total.passed,
+            total.failed,
+            total.skipped,
         );
         Ok(())
     }
@@ -1044,7 +1281,11 @@ pub mod guest {
                     problems.push(format!("ABI {abi} has the scopes, but --print-policy does not list them enforced"));
                 }
                 if abi < 4 {
-                    tags.push("(no tcp: seccomp has no socket calls)".to_string());
+                    // Without landlock's TCP rules the network is closed by seccomp alone.
+                    if policy.stdout.lines().any(|line| line.trim_start().starts_with("allow socket")) {
+                        problems.push(format!("ABI {abi} has no TCP rules, and seccomp allows socket"));
+                    }
+                    tags.push("(no tcp: seccomp allows no socket)".to_string());
                 }
             }
         }
@@ -1072,7 +1313,7 @@ pub mod guest {
     }
 
     fn run_cases(
-        host: &str,
+        host: &GuestHost,
         binary: &Path,
         dir: &Path,
         scratch: &Path,
@@ -1086,7 +1327,8 @@ pub mod guest {
                 entries.filter_map(|entry| entry.ok().map(|e| e.path())).filter(|path| path.is_dir()).collect();
             case_dirs.sort();
             for case_dir in case_dirs {
-                let name = format!("{host}/{folder}/{}", case_dir.file_name().unwrap_or_default().to_string_lossy());
+                let case_name = format!("{folder}/{}", case_dir.file_name().unwrap_or_default().to_string_lossy());
+                let name = format!("{}/{case_name}", host.name);
                 let text = std::fs::read_to_string(case_dir.join("test.toml"))
                     .with_context(|| format!("reading {name}/test.toml"))?;
                 let case: Case = toml::from_str(&text).with_context(|| format!("{name}/test.toml"))?;
@@ -1099,8 +1341,8 @@ pub mod guest {
                         continue;
                     }
                     let label = format!("{name} ({})", who.label);
-                    if abi.is_none() && NEEDS_LANDLOCK.contains(&name.as_str()) {
-                        println!("skip {label}: needs landlock's filesystem layer");
+                    if let Some(reason) = skip_reason(host, &case_name, abi) {
+                        println!("skip {label}: {reason}");
                         tally.skipped += 1;
                         continue;
                     }
@@ -1255,9 +1497,16 @@ mod tests {
 
     #[test]
     fn result_lines_parse() {
-        let fields =
-            parse_fields("release=6.1.0-50-cloud-amd64; abi=2; passed=3; failed=0; skipped=0; enforced=hlua: fs refer");
-        assert_eq!(fields.get("enforced").map(String::as_str), Some("hlua: fs refer"));
-        assert_eq!(fields.get("abi").map(String::as_str), Some("2"));
+        let fields = parse_fields("host=hsh; passed=3; failed=0; skipped=0; enforced=fs refer (no tcp: x)");
+        assert_eq!(fields.get("enforced").map(String::as_str), Some("fs refer (no tcp: x)"));
+        assert_eq!(fields.get("passed").map(String::as_str), Some("3"));
+    }
+
+    #[test]
+    fn guest_host_lists_name_cases() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for host in GUEST_HOSTS {
+            guest::check_lists(host, &root.join("hosts").join(host.name)).unwrap();
+        }
     }
 }
