@@ -32,6 +32,9 @@ pub struct HostProfile {
     pub seccomp: &'static SeccompProgram,
     /// What the host becomes when root runs it.
     pub root_identity: RootIdentity,
+    /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
+    /// the host's to decide). Checked with every other input, before anything is applied.
+    pub refused_variables: &'static [(&'static str, &'static str)],
 }
 
 /// A host ready to run its script: the sandbox is in force.
@@ -98,9 +101,14 @@ fn check_rlimits(host: &str, limits: &[(Resource, Limit)]) {
     }
 }
 
-fn environment(host: &str, options: &Options) -> Vec<(OsString, OsString)> {
+fn environment(profile: &HostProfile, options: &Options) -> Vec<(OsString, OsString)> {
+    let host = profile.name;
     let mut variables: Vec<(OsString, OsString)> = Vec::new();
     for (name, value) in &options.env {
+        if let Some((refused, why)) = profile.refused_variables.iter().find(|(refused, _)| name.as_os_str() == *refused)
+        {
+            fail(host, format!("--env {refused} is refused: {why}"));
+        }
         let value = match value {
             Some(value) => value.clone(),
             None => match std::env::var_os(name) {
@@ -166,7 +174,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         rlimits,
         fs_rules,
         allow_degraded: options.allow_degraded,
-        environment: environment(host, options),
+        environment: environment(profile, options),
         seccomp: profile.seccomp,
         root_identity: profile.root_identity,
     };

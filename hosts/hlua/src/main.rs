@@ -52,6 +52,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: &[],
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    refused_variables: &[],
     root_identity: h_sandbox::RootIdentity::KeepUid0,
 };
 

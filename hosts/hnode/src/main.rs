@@ -80,11 +80,12 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     root_identity: h_sandbox::RootIdentity::Nobody,
+    refused_variables: REFUSED_VARIABLES,
 };
 
 /// node reads its own flags from NODE_OPTIONS (`--inspect`, `--require`, ...): those are
 /// hnode's to decide, so the variable is refused even when named with `--env`.
-const REFUSED_VARIABLES: &[&str] = &["NODE_OPTIONS"];
+const REFUSED_VARIABLES: &[(&str, &str)] = &[("NODE_OPTIONS", "node's flags are hnode's to decide")];
 
 fn main() -> ExitCode {
     let node = match Interpreter::locate(Path::new(node::NODE)) {
@@ -92,11 +93,6 @@ fn main() -> ExitCode {
         Err(error) => h_host::fail(PROFILE.name, error),
     };
     let started = h_host::start(&PROFILE);
-    for name in REFUSED_VARIABLES {
-        if std::env::var_os(name).is_some() {
-            h_host::fail(PROFILE.name, format!("--env {name} is refused: node's flags are hnode's to decide"));
-        }
-    }
     let mut arguments: Vec<OsString> = Vec::new();
     // V8's heap limit inside the data limit, so that a memory bomb gets node's own "heap out of
     // memory" report rather than a failed mapping. Weakens nothing.

@@ -72,6 +72,7 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: resolved::RUNTIME_FILES,
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
+    refused_variables: &[],
     root_identity: h_sandbox::RootIdentity::Nobody,
 };
 
