@@ -13,7 +13,9 @@ mod limits;
 mod monitor;
 mod privileges;
 pub mod seccomp_program;
+
 mod syscall_filter;
+pub mod syscall_names;
 mod threads;
 
 use std::ffi::OsString;
