@@ -1,13 +1,86 @@
-//! The script sees only the variables its user named with `--env`.
+//! The script sees only the variables its user named with `--env`, and nothing of the caller's
+//! environment is left in the process's memory.
+//!
+//! Removing a variable (`unsetenv`) only drops libc's pointer: the `NAME=VALUE` strings the
+//! kernel copied onto the initial stack stay, readable by any script that can read its own
+//! memory (ctypes, forged Lua bytecode). So after the new environment is in place, the original
+//! strings are overwritten with zeros, and the argument strings after `argv[0]` too (the
+//! command line may carry `--env NAME=VALUE`; the host has parsed it into its own memory by
+//! then). The values are never copied onto the heap on the way: the names are read straight
+//! from `environ`, and only values named by `--env` are copied. The embedded hosts (hlua,
+//! hpython) need this; hsh and hnode exec their interpreter, whose new stack holds only the
+//! new environment, and their supervisor is scrubbed the same way before the fork.
 
-use std::ffi::OsString;
+use std::ffi::{CStr, OsString};
+use std::os::unix::ffi::OsStringExt;
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// The names of the current environment, without copying any value.
+fn names() -> Vec<OsString> {
+    let mut names = Vec::new();
+    // SAFETY: `environ` is libc's NULL-terminated array of NUL-terminated strings; the process
+    // is single-threaded (apply checked), so nothing changes it while we read.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let bytes = CStr::from_ptr(*entry).to_bytes();
+            let name = bytes.split(|&byte| byte == b'=').next().unwrap_or_default();
+            names.push(OsString::from_vec(name.to_vec()));
+            entry = entry.add(1);
+        }
+    }
+    names
+}
 
 pub(crate) fn replace(variables: &[(OsString, OsString)]) {
-    let inherited: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
-    for name in inherited {
+    for name in names() {
         std::env::remove_var(name);
     }
     for (name, value) in variables {
         std::env::set_var(name, value);
     }
+}
+
+/// The addresses of the argument and environment strings the kernel placed on the initial
+/// stack: fields 48 to 51 of /proc/self/stat (arg_start, arg_end, env_start, env_end).
+fn string_areas() -> std::io::Result<[usize; 4]> {
+    let stat = std::fs::read("/proc/self/stat")?;
+    let after_name = stat.iter().rposition(|&byte| byte == b')').map_or(0, |position| position + 1);
+    let text = String::from_utf8_lossy(&stat[after_name..]);
+    // The text after the name starts at field 3.
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let field = |number: usize| -> std::io::Result<usize> {
+        fields
+            .get(number - 3)
+            .and_then(|value| value.parse::<usize>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("/proc/self/stat has no field {number}")))
+    };
+    Ok([field(48)?, field(49)?, field(50)?, field(51)?])
+}
+
+/// Overwrites the original environment strings, and every argument string after `argv[0]`,
+/// with zeros. Call after [`replace`]: libc's `environ` then points only at new copies.
+pub(crate) fn scrub_original() -> std::io::Result<()> {
+    let [arg_start, arg_end, env_start, env_end] = string_areas()?;
+    if env_start > env_end || arg_start > arg_end {
+        return Err(std::io::Error::other("the kernel reported inverted string areas"));
+    }
+    // SAFETY: [arg_start, arg_end) and [env_start, env_end) are the argument and environment
+    // strings the kernel copied to the top of the initial stack, mapped writable for the life of
+    // the process. After `replace` no libc or Rust structure points into the environment area
+    // (every variable was removed, every new one is a heap copy); the arguments were parsed into
+    // owned strings before `apply`, and argv[0] (up to its NUL) is kept for ps and /proc.
+    unsafe {
+        std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        if arg_end > arg_start {
+            let first = CStr::from_ptr(arg_start as *const libc::c_char).to_bytes().len() + 1;
+            if arg_start + first < arg_end {
+                std::ptr::write_bytes((arg_start + first) as *mut u8, 0, arg_end - arg_start - first);
+            }
+        }
+    }
+    Ok(())
 }

@@ -25,6 +25,8 @@ pub enum FsAccess {
     ReadExecute,
     /// Read, and write, create, remove, rename and truncate files and directories.
     ReadWrite,
+    /// Read, write and ioctl on a terminal device (the sandbox's own private terminal).
+    Terminal,
 }
 
 impl FsAccess {
@@ -33,6 +35,7 @@ impl FsAccess {
             FsAccess::Read => "read",
             FsAccess::ReadExecute => "read+execute",
             FsAccess::ReadWrite => "read+write",
+            FsAccess::Terminal => "terminal",
         }
     }
 
@@ -43,12 +46,13 @@ impl FsAccess {
             FsAccess::Read => BitFlags::from(read_file),
             FsAccess::ReadExecute => read_file | AccessFs::Execute,
             FsAccess::ReadWrite => write_file | read_file,
+            FsAccess::Terminal => AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev,
         };
         if !is_directory {
             return file_rights;
         }
         let directory_rights = match self {
-            FsAccess::Read | FsAccess::ReadExecute => BitFlags::from(AccessFs::ReadDir),
+            FsAccess::Read | FsAccess::ReadExecute | FsAccess::Terminal => BitFlags::from(AccessFs::ReadDir),
             FsAccess::ReadWrite => {
                 AccessFs::ReadDir
                     | AccessFs::RemoveDir

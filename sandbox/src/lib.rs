@@ -10,10 +10,9 @@ mod environment;
 pub mod exec;
 mod filesystem;
 mod limits;
-mod monitor;
 mod privileges;
 pub mod seccomp_program;
-
+mod supervisor;
 mod syscall_filter;
 pub mod syscall_names;
 mod threads;
@@ -23,16 +22,16 @@ use std::ffi::OsString;
 pub use capabilities::{CapabilitiesError, CapabilityReport, RootIdentity, NOBODY};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
-pub use monitor::MonitorError;
 pub use privileges::NoNewPrivsError;
-pub use seccomp_program::{RuleAction, RuleDescription, SeccompProgram, SockFilter};
+pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
+pub use supervisor::{OnRefusal, SupervisorError};
 pub use syscall_filter::SeccompError;
 pub use threads::ThreadsError;
 
 /// Everything the sandbox enforces, decided before [`apply`] runs.
 #[derive(Debug)]
 pub struct Policy {
-    /// The host's name, used in denial messages (`hlua: sandbox denied execve`).
+    /// The host's name, used in refusal messages (`hlua: sandbox refused execve`).
     pub host: &'static str,
     /// Every resource limit, soft = hard = the value; a resource left out keeps the inherited limit.
     pub rlimits: Vec<(Resource, Limit)>,
@@ -46,6 +45,8 @@ pub struct Policy {
     pub seccomp: &'static SeccompProgram,
     /// What the host becomes when root runs it.
     pub root_identity: RootIdentity,
+    /// What a call outside the allow-list gets: an error (default) or the end of the sandbox.
+    pub on_refusal: OnRefusal,
 }
 
 /// What [`apply`] achieved, for the host to report.
@@ -62,8 +63,10 @@ pub enum SandboxError {
     Threads(#[from] ThreadsError),
     #[error("cannot close inherited file descriptors: {0}")]
     Descriptors(std::io::Error),
+    #[error("cannot overwrite the original environment in memory: {0}")]
+    Environment(std::io::Error),
     #[error("supervisor: {0}")]
-    Monitor(#[from] MonitorError),
+    Supervisor(#[from] SupervisorError),
     #[error("rlimits: {0}")]
     Rlimit(#[from] RlimitError),
     #[error("capabilities: {0}")]
@@ -79,9 +82,11 @@ pub enum SandboxError {
 /// Applies `policy` to the calling process, in this order:
 ///
 /// 0. Check that the process has one thread: landlock restricts only the calling thread.
-///    Close every inherited descriptor above stderr, and replace the environment.
-///    Fork the supervisor, which reports denied calls by name (see `monitor`); the parent
-///    never returns from here, the child goes on.
+///    Close every inherited descriptor above stderr, replace the environment and overwrite the
+///    original environment strings in memory. Make the private stand-ins for stdio, then fork
+///    the supervisor (see `supervisor`), which owns the caller's descriptors, answers refused
+///    calls and ends the run; the parent never returns from here, the child (a new session
+///    with private stdio) goes on.
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
 /// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone;
@@ -90,16 +95,35 @@ pub enum SandboxError {
 /// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
 ///    unless `allow_degraded`.
 /// 5. Seccomp, last, because every earlier stage makes syscalls the allow-list forbids; its
-///    notification listener goes to the supervisor before the script can run.
+///    notification listener goes to the supervisor, which hardens itself before the script can run.
 pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
     environment::replace(&policy.environment);
-    let handoff = monitor::split(policy.host, policy.seccomp, policy.root_identity)?;
+    environment::scrub_original().map_err(SandboxError::Environment)?;
+    let stdio = supervisor::stdio::Plan::create().map_err(SupervisorError::Stdio)?;
+    let mut fs_rules = policy.fs_rules.clone();
+    if let Some(path) = &stdio.terminal_path {
+        let why = "the private terminal that stands in for the caller's".to_string();
+        fs_rules.push(FsRule { path: path.clone(), access: FsAccess::Terminal, why: why.clone() });
+        fs_rules.push(FsRule { path: "/dev/tty".into(), access: FsAccess::Terminal, why });
+    }
+    let output_limit = policy.rlimits.iter().find_map(|&(resource, limit)| match (resource, limit) {
+        (Resource::Fsize, Limit::Value(bytes)) => Some(bytes),
+        _ => None,
+    });
+    let config = supervisor::Config {
+        host: policy.host,
+        program: policy.seccomp,
+        on_refusal: policy.on_refusal,
+        root_identity: policy.root_identity,
+        output_limit,
+    };
+    let handoff = supervisor::split(config, stdio)?;
     limits::apply(&policy.rlimits)?;
     let capabilities = capabilities::drop_all(policy.root_identity)?;
     privileges::set_no_new_privs()?;
-    let landlock = filesystem::restrict(&policy.fs_rules, policy.allow_degraded)?;
+    let landlock = filesystem::restrict(&fs_rules, policy.allow_degraded)?;
     let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?
         .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
     handoff.give(listener)?;

@@ -19,6 +19,9 @@ pub enum RuleAction {
     Allow,
     /// Skip the call and return this errno to the caller (a "tamper" rule, not a permission).
     Errno(u32),
+    /// Let the first such call through (the supervisor answers it) and refuse every later one:
+    /// the launcher's one exec of its interpreter.
+    FirstOnly,
 }
 
 /// A rule of the allow-list, described for humans.
@@ -28,6 +31,8 @@ pub struct RuleDescription {
     pub action: RuleAction,
     /// The argument conditions, all of which must hold; empty when the call is allowed whatever its arguments.
     pub conditions: &'static [&'static str],
+    /// The arguments the conditions read: (index, name). A refused call is reported with these.
+    pub arguments: &'static [(u8, &'static str)],
     /// Who needs this rule and why.
     pub why: &'static str,
 }
@@ -63,6 +68,42 @@ impl SeccompProgram {
         let &(number, _) = self.syscall_names.iter().find(|&&(_, known)| known == name)?;
         bpf::evaluate(self.instructions, number, self.audit_arch, args).map(|(action, _)| action)
     }
+
+    /// Why the program handed a call to the supervisor: the same instructions the kernel ran,
+    /// evaluated again on the same `seccomp_data` (number, architecture and arguments are all
+    /// registers, so the answer is the kernel's own). The kernel passes only the action class
+    /// of `SECCOMP_RET_USER_NOTIF` on; its data bits say which kind of notification this is.
+    pub fn notification_kind(&self, nr: i32, arch: u32, args: [u64; 6]) -> NotificationKind {
+        match bpf::evaluate(self.instructions, nr as u32, arch, args) {
+            Some((action, _)) if action == bpf::SECCOMP_RET_USER_NOTIF | bpf::NOTIFY_FIRST_ONLY => {
+                NotificationKind::FirstOnly
+            }
+            _ => NotificationKind::Refused,
+        }
+    }
+
+    /// The argument names the rules of `syscall` read, in index order, without repeats.
+    pub fn checked_arguments(&self, syscall: &str) -> Vec<(u8, &'static str)> {
+        let mut arguments: Vec<(u8, &'static str)> = Vec::new();
+        for rule in self.rules.iter().filter(|rule| rule.syscall == syscall) {
+            for &argument in rule.arguments {
+                if !arguments.iter().any(|&(index, _)| index == argument.0) {
+                    arguments.push(argument);
+                }
+            }
+        }
+        arguments.sort_unstable();
+        arguments
+    }
+}
+
+/// What a notification from the host's program asks of the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationKind {
+    /// A call outside the allow-list: it fails (or, with kill-on-deny, ends the sandbox).
+    Refused,
+    /// A [`RuleAction::FirstOnly`] call: the first one runs, every later one is refused.
+    FirstOnly,
 }
 
 /// Return values and instruction encodings shared by the generator and the evaluator in the tests.
@@ -80,6 +121,11 @@ pub mod bpf {
     pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
     pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
+    /// Data bits of `SECCOMP_RET_USER_NOTIF`: a refused call (the default action of every host).
+    pub const NOTIFY_REFUSED: u32 = 0;
+    /// Data bits of `SECCOMP_RET_USER_NOTIF`: a call allowed once ([`super::RuleAction::FirstOnly`]).
+    pub const NOTIFY_FIRST_ONLY: u32 = 1;
 
     /// Offsets in `struct seccomp_data`.
     pub const OFFSET_NR: u32 = 0;

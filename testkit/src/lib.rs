@@ -77,6 +77,9 @@ pub struct Case {
     pub expect: Expect,
     /// The same script under the bare interpreter, showing the attack works unsandboxed.
     pub control: Option<Expect>,
+    /// The same run again with `--kill-on-deny`: what the sandbox shows when the first refused
+    /// call ends it (typically death by SIGSYS and the refusal line).
+    pub kill_on_deny: Option<Expect>,
 }
 
 fn default_script() -> String {
@@ -427,14 +430,20 @@ pub fn run_suite(suite: &Suite) -> usize {
                     let outcome = execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout);
                     problems.extend(judge(control, &outcome, &work).into_iter().map(|p| format!("control: {p}")));
                 }
-                let work = prepare_work(&scratch, &format!("{slug}-{}", who.label), &case_dir, &case, who);
-                let mut arguments: Vec<String> = case.options.iter().map(|arg| substitute(arg, &work)).collect();
-                arguments.push(case.script.clone());
-                arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
-                let command = command_for(&binary, &[], arguments, &case, &work, who);
-                let stdout_file = case.stdout_to_file.then(|| work.join("stdout.txt"));
-                let outcome = execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout);
-                problems.extend(judge(&case.expect, &outcome, &work));
+                let kill_flag = ["--kill-on-deny".to_string()];
+                let kill_run = case.kill_on_deny.as_ref().map(|expect| (expect, "-k", &kill_flag[..]));
+                for (expect, suffix, extra) in std::iter::once((&case.expect, "", &[][..])).chain(kill_run) {
+                    let work = prepare_work(&scratch, &format!("{slug}-{}{suffix}", who.label), &case_dir, &case, who);
+                    let mut arguments: Vec<String> = extra.to_vec();
+                    arguments.extend(case.options.iter().map(|arg| substitute(arg, &work)));
+                    arguments.push(case.script.clone());
+                    arguments.extend(case.script_args.iter().map(|arg| substitute(arg, &work)));
+                    let command = command_for(&binary, &[], arguments, &case, &work, who);
+                    let stdout_file = case.stdout_to_file.then(|| work.join("stdout.txt"));
+                    let outcome = execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout);
+                    let label = if suffix.is_empty() { "" } else { "with --kill-on-deny: " };
+                    problems.extend(judge(expect, &outcome, &work).into_iter().map(|p| format!("{label}{p}")));
+                }
                 if problems.is_empty() {
                     println!("ok   {name} ({})", who.label);
                     passed += 1;

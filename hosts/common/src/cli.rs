@@ -32,6 +32,8 @@ pub struct Options {
     pub env: Vec<(OsString, Option<OsString>)>,
     pub allow_degraded: bool,
     pub print_policy: bool,
+    /// `-k`: end the sandbox at the first refused call instead of failing the call.
+    pub kill_on_deny: bool,
 }
 
 /// A command line that cannot be run; the message is the whole error line after `HOST: `.
@@ -122,6 +124,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 "inherit-rlimits" => options.inherit_rlimits = true,
                 "allow-degraded" => options.allow_degraded = true,
                 "print-policy" => options.print_policy = true,
+                "kill-on-deny" => options.kill_on_deny = true,
                 "help" => wants_help = true,
                 "version" => wants_version = true,
                 _ => return Err(UsageError(format!("unknown option --{name}"))),
@@ -137,6 +140,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                     b't' => options.allow_tmp = true,
                     b'l' => options.allow_localtime = true,
                     b'R' => options.inherit_rlimits = true,
+                    b'k' => options.kill_on_deny = true,
                     b'h' => wants_help = true,
                     b'V' => wants_version = true,
                     b'r' => {
@@ -191,14 +195,23 @@ options:
   -R, --inherit-rlimits      start from the inherited limits instead of {host}'s defaults
                              (-r still applies on top, in any order)
       --env NAME[=VALUE]     pass NAME (inherited value, or VALUE) to the script (repeatable)
+  -k, --kill-on-deny         end the whole sandbox at the first refused call (SIGSYS, 159)
+                             instead of failing the call with EPERM
       --allow-degraded       run even if the kernel has no landlock (no filesystem restriction)
       --print-policy         print the complete policy for this command line and exit
   -h, --help                 print this help
   -V, --version              print the versions of {host}, the interpreter and the kernel's landlock
 
+A system call outside the allow-list fails with EPERM, so the script sees an ordinary error at
+its own line, and {host} prints one line per distinct refused call on stderr:
+\"{host}: sandbox refused NAME(ARGUMENT)\". The call never takes effect.
+
+stdin, stdout and stderr are private: the script gets pipes (a pseudo-terminal where yours is a
+terminal) that {host} relays, so it can never read, rewrite or reopen your own descriptors.
+When the script's main process ends, every process it started is ended too.
+
 exit status: the script's own; 1 for a usage error or a sandbox stage that could not be applied;
-2 for an uncaught error in the script; a denied syscall prints \"{host}: sandbox denied NAME\" and
-ends the host by SIGSYS (a shell shows 159).
+2 for an uncaught error in the script; with --kill-on-deny, death by SIGSYS (a shell shows 159).
 "
     )
 }

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-use h_sandbox::{FsAccess, FsRule, Limit, Policy, Resource, RootIdentity, SeccompProgram};
+use h_sandbox::{FsAccess, FsRule, Limit, OnRefusal, Policy, Resource, RootIdentity, SeccompProgram};
 
 pub use cli::{Options, Request};
 
@@ -177,6 +177,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         environment: environment(profile, options),
         seccomp: profile.seccomp,
         root_identity: profile.root_identity,
+        on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
     };
     if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
         fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");

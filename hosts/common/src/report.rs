@@ -58,17 +58,23 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
     }
 
     let program = policy.seccomp;
-    let _ = writeln!(
-        out,
-        "\nseccomp ({}, {} instructions; default: deny, printing \"{host}: sandbox denied NAME\" then SIGSYS;",
-        program.arch,
-        program.instructions.len()
-    );
+    let refusal = match policy.on_refusal {
+        h_sandbox::OnRefusal::Error => {
+            "refuse with EPERM, printing \"{host}: sandbox refused NAME(ARG)\" once per call"
+        }
+        h_sandbox::OnRefusal::Kill => {
+            "refuse, printing \"{host}: sandbox refused NAME(ARG)\", then end the sandbox by SIGSYS (-k)"
+        }
+    }
+    .replace("{host}", host);
+    let _ =
+        writeln!(out, "\nseccomp ({}, {} instructions; default: {refusal};", program.arch, program.instructions.len());
     let _ = writeln!(out, "  other architectures and x32 calls denied; argument checks compare all 64 bits):");
     for rule in program.rules {
         let action = match rule.action {
             RuleAction::Allow => "allow".to_string(),
             RuleAction::Errno(errno) => format!("errno {errno}"),
+            RuleAction::FirstOnly => "allow once".to_string(),
         };
         let condition =
             if rule.conditions.is_empty() { String::new() } else { format!(" if {}", rule.conditions.join(" and ")) };
@@ -112,13 +118,19 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
         }
     }
     let _ = writeln!(out, "no_new_privs: set");
-    let _ =
-        writeln!(out, "supervisor: a parent process holds the seccomp notification listener, reports a denied call by");
     let _ = writeln!(
         out,
-        "  name and ends {host} by SIGSYS; it has no capabilities, no filesystem access and its own filter"
+        "supervisor: a parent process answers refused calls, relays stdio and ends every process of the run"
     );
-    let _ = writeln!(out, "file descriptors: only 0, 1 and 2 are inherited");
+    let _ = writeln!(
+        out,
+        "  when {host}'s main process ends; it has no capabilities, no filesystem access and its own filter"
+    );
+    let _ =
+        writeln!(out, "file descriptors: only 0, 1 and 2, and those are private stand-ins relayed by the supervisor:");
+    let _ = writeln!(out, "  pipes, /dev/null for /dev/null, and one private pseudo-terminal for every terminal");
+    let _ =
+        writeln!(out, "  (granted as /dev/pts/N and /dev/tty: read, write, ioctl); a new session and process group");
     if policy.environment.is_empty() {
         let _ = writeln!(out, "environment: empty");
     } else {

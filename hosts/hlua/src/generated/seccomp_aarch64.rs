@@ -14,7 +14,7 @@ pub static PROGRAM: SeccompProgram = SeccompProgram {
 static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000004 }, //    0: load arch
     SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xc00000b7 }, //    1: arch == AUDIT_ARCH_AARCH64?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (denied: reported by the supervisor): foreign architecture
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (refused: answered and reported by the supervisor): foreign architecture
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000000 }, //    3: load syscall number
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //    4: exit_group?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //    5: return ALLOW (exit_group)
@@ -47,7 +47,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00000022 }, //   32: and 0x22
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000022 }, //   33: required bits 0x22 in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   34: return ALLOW (mmap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   35: return NOTIFY (denied: reported by the supervisor): arguments of mmap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   35: return NOTIFY (refused: answered and reported by the supervisor): arguments of mmap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d7 }, //   36: munmap?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   37: return ALLOW (munmap)
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000d8 }, //   38: mremap?
@@ -58,7 +58,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffe }, //   43: and 0xfffffffe
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   44: no forbidden bit in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   45: return ALLOW (mremap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   46: return NOTIFY (denied: reported by the supervisor): arguments of mremap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   46: return NOTIFY (refused: answered and reported by the supervisor): arguments of mremap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000e2 }, //   47: mprotect?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   48: load arg2 high
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //   49: and 0xffffffff
@@ -67,7 +67,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffc }, //   52: and 0xfffffffc
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   53: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   54: return ALLOW (mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   55: return NOTIFY (denied: reported by the supervisor): arguments of mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   55: return NOTIFY (refused: answered and reported by the supervisor): arguments of mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x000000e9 }, //   56: madvise?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   57: load arg2 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   58: arg2 high == 0x0?
@@ -78,7 +78,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //   63: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000008 }, //   64: arg2 low == 0x8?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   65: return ALLOW (madvise)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   66: return NOTIFY (denied: reported by the supervisor): arguments of madvise not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   66: return NOTIFY (refused: answered and reported by the supervisor): arguments of madvise not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //   67: openat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   68: return ALLOW (openat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //   69: newfstatat?
@@ -97,7 +97,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //   82: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00005413 }, //   83: arg1 low == 0x5413?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   84: return ALLOW (ioctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   85: return NOTIFY (denied: reported by the supervisor): arguments of ioctl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   85: return NOTIFY (refused: answered and reported by the supervisor): arguments of ioctl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x00000019 }, //   86: fcntl?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //   87: load arg1 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   88: arg1 high == 0x0?
@@ -108,7 +108,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //   93: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000003 }, //   94: arg1 low == 0x3?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   95: return ALLOW (fcntl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   96: return NOTIFY (denied: reported by the supervisor): arguments of fcntl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   96: return NOTIFY (refused: answered and reported by the supervisor): arguments of fcntl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000086 }, //   97: rt_sigaction?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //   98: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //   99: arg0 high == 0?
@@ -127,7 +127,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  112: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  113: arg1 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  114: return ALLOW (rt_sigaction)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  115: return NOTIFY (denied: reported by the supervisor): arguments of rt_sigaction not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  115: return NOTIFY (refused: answered and reported by the supervisor): arguments of rt_sigaction not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000087 }, //  116: rt_sigprocmask?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  117: return ALLOW (rt_sigprocmask)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  118: getrandom?
@@ -148,7 +148,7 @@ static INSTRUCTIONS: [SockFilter; 137] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  133: return ALLOW (renameat2)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002e }, //  134: ftruncate?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  135: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  136: return NOTIFY (denied: reported by the supervisor): syscall not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  136: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
 ];
 
 static RULES: [RuleDescription; 31] = [
@@ -156,186 +156,217 @@ static RULES: [RuleDescription; 31] = [
         syscall: "exit_group",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: the interpreter's normal exit",
     },
     RuleDescription {
         syscall: "rt_sigreturn",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: returning from a signal handler (glibc, the interpreters' SIGINT/SIGPIPE handling)",
     },
     RuleDescription {
         syscall: "read",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: reading the script, stdin and allowed files",
     },
     RuleDescription {
         syscall: "write",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: stdout, stderr and files landlock lets the script open for writing",
     },
     RuleDescription {
         syscall: "close",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: closing descriptors",
     },
     RuleDescription {
         syscall: "lseek",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: file:seek / f.seek and stdio buffering on regular files",
     },
     RuleDescription {
         syscall: "brk",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: growing the main heap",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "glibc malloc: large blocks and new arenas as private anonymous memory (MAP_STACK: thread and posix_spawn stacks); never executable, never shared",
     },
     RuleDescription {
         syscall: "munmap",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: returning large blocks",
     },
     RuleDescription {
         syscall: "mremap",
         action: RuleAction::Allow,
         conditions: &["arg3 (flags) has no bit outside MREMAP_MAYMOVE=0x1"],
+        arguments: &[(3, "flags")],
         why: "glibc realloc of large blocks",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2"],
+        arguments: &[(2, "prot")],
         why: "glibc malloc: committing reserved arena memory; never executable",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "glibc malloc: releasing freed pages",
     },
     RuleDescription {
         syscall: "openat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: opening files; landlock decides which (AT_FDCWD or a directory descriptor)",
     },
     RuleDescription {
         syscall: "newfstatat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat/stat (stdio buffering, file sizes, package searchers)",
     },
     RuleDescription {
         syscall: "fstat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat on aarch64 and older glibc",
     },
     RuleDescription {
         syscall: "statx",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "newer glibc stat; file metadata for allowed paths",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TCGETS=0x5401, TIOCGWINSZ=0x5413"],
+        arguments: &[(1, "request")],
         why: "glibc isatty() on stdio (TCGETS) and terminal width (TIOCGWINSZ); nothing else, so no TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_GETFD=0x1, F_GETFL=0x3"],
+        arguments: &[(1, "cmd")],
         why: "glibc and interpreters query descriptor flags (F_GETFD, F_GETFL); no duplication or locks",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 1..=30"],
+        arguments: &[(0, "signum")],
         why: "interpreters install handlers (SIGINT, SIGPIPE, SIGXFSZ) or query them; SIGSYS is left out: the embedded hosts have no use for it (denials reach the supervisor, not a handler)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 32..=SIGRTMAX"],
+        arguments: &[(0, "signum")],
         why: "as above, for the signals numbered after SIGSYS (32..64)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg1 (act) is one of NULL=0x0"],
+        arguments: &[(1, "act")],
         why: "querying any handler (Python's signal module reads all of them at start) changes nothing",
     },
     RuleDescription {
         syscall: "rt_sigprocmask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc blocks signals around critical sections (abort, posix_spawn, malloc arenas)",
     },
     RuleDescription {
         syscall: "getrandom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc's tcache randomisation, mkstemp names, interpreters' hash seeds",
     },
     RuleDescription {
         syscall: "clock_gettime",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.clock/time.process_time: CPU clocks are not served by the vDSO",
     },
     RuleDescription {
         syscall: "clock_getres",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.get_clock_info and clock resolution queries",
     },
     RuleDescription {
         syscall: "sigaltstack",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "Rust runtime: removes the main thread's signal stack when the host returns from main",
     },
     RuleDescription {
         syscall: "getpid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc and interpreters read their own pid (random seeds, temporary names)",
     },
     RuleDescription {
         syscall: "unlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.remove; landlock allows it only beneath --allow-write and -t directories",
     },
     RuleDescription {
         syscall: "renameat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename via glibc rename() on aarch64; landlock decides where",
     },
     RuleDescription {
         syscall: "renameat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename on newer glibc; landlock decides where",
     },
     RuleDescription {
         syscall: "ftruncate",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "io.open(name, 'w') truncates through O_TRUNC; landlock's truncate right decides where",
     },
 ];

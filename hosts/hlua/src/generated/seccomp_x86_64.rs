@@ -14,10 +14,10 @@ pub static PROGRAM: SeccompProgram = SeccompProgram {
 static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000004 }, //    0: load arch
     SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xc000003e }, //    1: arch == AUDIT_ARCH_X86_64?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (denied: reported by the supervisor): foreign architecture
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (refused: answered and reported by the supervisor): foreign architecture
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000000 }, //    3: load syscall number
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x40000000 }, //    4: x32 syscall number?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    5: return NOTIFY (denied: reported by the supervisor): x32 syscall
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    5: return NOTIFY (refused: answered and reported by the supervisor): x32 syscall
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e7 }, //    6: exit_group?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //    7: return ALLOW (exit_group)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000000f }, //    8: rt_sigreturn?
@@ -49,7 +49,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00000022 }, //   34: and 0x22
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000022 }, //   35: required bits 0x22 in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   36: return ALLOW (mmap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   37: return NOTIFY (denied: reported by the supervisor): arguments of mmap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   37: return NOTIFY (refused: answered and reported by the supervisor): arguments of mmap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000000b }, //   38: munmap?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   39: return ALLOW (munmap)
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x00000019 }, //   40: mremap?
@@ -60,7 +60,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffe }, //   45: and 0xfffffffe
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   46: no forbidden bit in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   47: return ALLOW (mremap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   48: return NOTIFY (denied: reported by the supervisor): arguments of mremap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   48: return NOTIFY (refused: answered and reported by the supervisor): arguments of mremap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x0000000a }, //   49: mprotect?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   50: load arg2 high
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //   51: and 0xffffffff
@@ -69,7 +69,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffc }, //   54: and 0xfffffffc
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   55: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   56: return ALLOW (mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   57: return NOTIFY (denied: reported by the supervisor): arguments of mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   57: return NOTIFY (refused: answered and reported by the supervisor): arguments of mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x0000001c }, //   58: madvise?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   59: load arg2 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   60: arg2 high == 0x0?
@@ -80,7 +80,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //   65: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000008 }, //   66: arg2 low == 0x8?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   67: return ALLOW (madvise)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   68: return NOTIFY (denied: reported by the supervisor): arguments of madvise not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   68: return NOTIFY (refused: answered and reported by the supervisor): arguments of madvise not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000101 }, //   69: openat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   70: return ALLOW (openat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000106 }, //   71: newfstatat?
@@ -99,7 +99,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //   84: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00005413 }, //   85: arg1 low == 0x5413?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   86: return ALLOW (ioctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (denied: reported by the supervisor): arguments of ioctl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (refused: answered and reported by the supervisor): arguments of ioctl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x00000048 }, //   88: fcntl?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //   89: load arg1 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   90: arg1 high == 0x0?
@@ -110,7 +110,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //   95: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000003 }, //   96: arg1 low == 0x3?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   97: return ALLOW (fcntl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (denied: reported by the supervisor): arguments of fcntl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (refused: answered and reported by the supervisor): arguments of fcntl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x0000000d }, //   99: rt_sigaction?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  100: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  101: arg0 high == 0?
@@ -129,7 +129,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  114: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  115: arg1 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  116: return ALLOW (rt_sigaction)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  117: return NOTIFY (denied: reported by the supervisor): arguments of rt_sigaction not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  117: return NOTIFY (refused: answered and reported by the supervisor): arguments of rt_sigaction not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000000e }, //  118: rt_sigprocmask?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  119: return ALLOW (rt_sigprocmask)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000013e }, //  120: getrandom?
@@ -156,7 +156,7 @@ static INSTRUCTIONS: [SockFilter; 145] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  141: return ALLOW (renameat2)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004d }, //  142: ftruncate?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  143: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  144: return NOTIFY (denied: reported by the supervisor): syscall not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  144: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
 ];
 
 static RULES: [RuleDescription; 34] = [
@@ -164,204 +164,238 @@ static RULES: [RuleDescription; 34] = [
         syscall: "exit_group",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: the interpreter's normal exit",
     },
     RuleDescription {
         syscall: "rt_sigreturn",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: returning from a signal handler (glibc, the interpreters' SIGINT/SIGPIPE handling)",
     },
     RuleDescription {
         syscall: "read",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: reading the script, stdin and allowed files",
     },
     RuleDescription {
         syscall: "write",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: stdout, stderr and files landlock lets the script open for writing",
     },
     RuleDescription {
         syscall: "close",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: closing descriptors",
     },
     RuleDescription {
         syscall: "lseek",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: file:seek / f.seek and stdio buffering on regular files",
     },
     RuleDescription {
         syscall: "brk",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: growing the main heap",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "glibc malloc: large blocks and new arenas as private anonymous memory (MAP_STACK: thread and posix_spawn stacks); never executable, never shared",
     },
     RuleDescription {
         syscall: "munmap",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: returning large blocks",
     },
     RuleDescription {
         syscall: "mremap",
         action: RuleAction::Allow,
         conditions: &["arg3 (flags) has no bit outside MREMAP_MAYMOVE=0x1"],
+        arguments: &[(3, "flags")],
         why: "glibc realloc of large blocks",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2"],
+        arguments: &[(2, "prot")],
         why: "glibc malloc: committing reserved arena memory; never executable",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "glibc malloc: releasing freed pages",
     },
     RuleDescription {
         syscall: "openat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: opening files; landlock decides which (AT_FDCWD or a directory descriptor)",
     },
     RuleDescription {
         syscall: "newfstatat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat/stat (stdio buffering, file sizes, package searchers)",
     },
     RuleDescription {
         syscall: "fstat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat on aarch64 and older glibc",
     },
     RuleDescription {
         syscall: "statx",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "newer glibc stat; file metadata for allowed paths",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TCGETS=0x5401, TIOCGWINSZ=0x5413"],
+        arguments: &[(1, "request")],
         why: "glibc isatty() on stdio (TCGETS) and terminal width (TIOCGWINSZ); nothing else, so no TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_GETFD=0x1, F_GETFL=0x3"],
+        arguments: &[(1, "cmd")],
         why: "glibc and interpreters query descriptor flags (F_GETFD, F_GETFL); no duplication or locks",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 1..=30"],
+        arguments: &[(0, "signum")],
         why: "interpreters install handlers (SIGINT, SIGPIPE, SIGXFSZ) or query them; SIGSYS is left out: the embedded hosts have no use for it (denials reach the supervisor, not a handler)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 32..=SIGRTMAX"],
+        arguments: &[(0, "signum")],
         why: "as above, for the signals numbered after SIGSYS (32..64)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg1 (act) is one of NULL=0x0"],
+        arguments: &[(1, "act")],
         why: "querying any handler (Python's signal module reads all of them at start) changes nothing",
     },
     RuleDescription {
         syscall: "rt_sigprocmask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc blocks signals around critical sections (abort, posix_spawn, malloc arenas)",
     },
     RuleDescription {
         syscall: "getrandom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc's tcache randomisation, mkstemp names, interpreters' hash seeds",
     },
     RuleDescription {
         syscall: "clock_gettime",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.clock/time.process_time: CPU clocks are not served by the vDSO",
     },
     RuleDescription {
         syscall: "clock_getres",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.get_clock_info and clock resolution queries",
     },
     RuleDescription {
         syscall: "sigaltstack",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "Rust runtime: removes the main thread's signal stack when the host returns from main",
     },
     RuleDescription {
         syscall: "getpid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc and interpreters read their own pid (random seeds, temporary names)",
     },
     RuleDescription {
         syscall: "unlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.remove; landlock allows it only beneath --allow-write and -t directories",
     },
     RuleDescription {
         syscall: "unlink",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.remove via glibc remove() on x86_64; landlock decides where",
     },
     RuleDescription {
         syscall: "rmdir",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.remove of an empty directory via glibc remove() on x86_64; landlock decides where",
     },
     RuleDescription {
         syscall: "rename",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename via glibc rename() on x86_64; landlock decides where",
     },
     RuleDescription {
         syscall: "renameat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename via glibc rename() on aarch64; landlock decides where",
     },
     RuleDescription {
         syscall: "renameat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename on newer glibc; landlock decides where",
     },
     RuleDescription {
         syscall: "ftruncate",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "io.open(name, 'w') truncates through O_TRUNC; landlock's truncate right decides where",
     },
 ];

@@ -14,7 +14,7 @@ pub static PROGRAM: SeccompProgram = SeccompProgram {
 static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000004 }, //    0: load arch
     SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xc00000b7 }, //    1: arch == AUDIT_ARCH_AARCH64?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (denied: reported by the supervisor): foreign architecture
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (refused: answered and reported by the supervisor): foreign architecture
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000000 }, //    3: load syscall number
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //    4: exit_group?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //    5: return ALLOW (exit_group)
@@ -79,7 +79,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00000002 }, //   64: and 0x2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000002 }, //   65: required bits 0x2 in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   66: return ALLOW (mmap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (denied: reported by the supervisor): arguments of mmap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (refused: answered and reported by the supervisor): arguments of mmap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d7 }, //   68: munmap?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   69: return ALLOW (munmap)
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000d8 }, //   70: mremap?
@@ -90,7 +90,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffe }, //   75: and 0xfffffffe
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   76: no forbidden bit in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   77: return ALLOW (mremap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (denied: reported by the supervisor): arguments of mremap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (refused: answered and reported by the supervisor): arguments of mremap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 15, k: 0x000000e2 }, //   79: mprotect?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   80: load arg2 high
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //   81: and 0xffffffff
@@ -106,7 +106,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffff8 }, //   91: and 0xfffffff8
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   92: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   93: return ALLOW (mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   94: return NOTIFY (denied: reported by the supervisor): arguments of mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   94: return NOTIFY (refused: answered and reported by the supervisor): arguments of mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 27, k: 0x000000e9 }, //   95: madvise?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   96: load arg2 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   97: arg2 high == 0x0?
@@ -134,7 +134,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  119: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000008 }, //  120: arg2 low == 0x8?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  121: return ALLOW (madvise)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  122: return NOTIFY (denied: reported by the supervisor): arguments of madvise not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  122: return NOTIFY (refused: answered and reported by the supervisor): arguments of madvise not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //  123: openat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  124: return ALLOW (openat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //  125: newfstatat?
@@ -166,7 +166,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  151: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00005450 }, //  152: arg1 low == 0x5450?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  153: return ALLOW (ioctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (denied: reported by the supervisor): arguments of ioctl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (refused: answered and reported by the supervisor): arguments of ioctl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 23, k: 0x00000019 }, //  155: fcntl?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  156: load arg1 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //  157: arg1 high == 0x0?
@@ -190,7 +190,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  175: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000406 }, //  176: arg1 low == 0x406?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  177: return ALLOW (fcntl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  178: return NOTIFY (denied: reported by the supervisor): arguments of fcntl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  178: return NOTIFY (refused: answered and reported by the supervisor): arguments of fcntl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 23, k: 0x00000086 }, //  179: rt_sigaction?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  180: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  181: arg0 high == 0?
@@ -214,7 +214,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  199: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000001f }, //  200: arg0 low == 0x1f?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  201: return ALLOW (rt_sigaction)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  202: return NOTIFY (denied: reported by the supervisor): arguments of rt_sigaction not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  202: return NOTIFY (refused: answered and reported by the supervisor): arguments of rt_sigaction not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000087 }, //  203: rt_sigprocmask?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  204: return ALLOW (rt_sigprocmask)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  205: getrandom?
@@ -237,7 +237,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000030 }, //  222: load arg4 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00001000 }, //  223: arg4 low == 0x1000?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  224: return ALLOW (execveat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  225: return NOTIFY (denied: reported by the supervisor): arguments of execveat not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  225: return NOTIFY (refused: answered and reported by the supervisor): arguments of execveat not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000018 }, //  226: dup3?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  227: return ALLOW (dup3)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000121 }, //  228: pkey_alloc?
@@ -252,7 +252,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffff8 }, //  237: and 0xfffffff8
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  238: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  239: return ALLOW (pkey_mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  240: return NOTIFY (denied: reported by the supervisor): arguments of pkey_mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  240: return NOTIFY (refused: answered and reported by the supervisor): arguments of pkey_mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000043 }, //  241: pread64?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  242: return ALLOW (pread64)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000030 }, //  243: faccessat?
@@ -276,7 +276,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, //  261: and 0x10900
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, //  262: required bits 0x10900 in arg0 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  263: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  264: return NOTIFY (denied: reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  264: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  265: clone3?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  266: return ERRNO(38) (clone3)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005d }, //  267: exit?
@@ -323,7 +323,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  308: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  309: arg1 low == 0x109?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  310: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  311: return NOTIFY (denied: reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  311: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000b2 }, //  312: gettid?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  313: return ALLOW (gettid)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000007b }, //  314: sched_getaffinity?
@@ -348,7 +348,7 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  333: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  334: arg0 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  335: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  336: return NOTIFY (denied: reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  336: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005a }, //  337: capget?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  338: return ALLOW (capget)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ae }, //  339: getuid?
@@ -397,8 +397,8 @@ static INSTRUCTIONS: [SockFilter; 387] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  382: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000001 }, //  383: arg0 low == 0x1?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x0005000d }, //  384: return ERRNO(13) (socket)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  385: return NOTIFY (denied: reported by the supervisor): arguments of socket not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  386: return NOTIFY (denied: reported by the supervisor): syscall not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  385: return NOTIFY (refused: answered and reported by the supervisor): arguments of socket not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  386: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
 ];
 
 static RULES: [RuleDescription; 81] = [
@@ -406,486 +406,567 @@ static RULES: [RuleDescription; 81] = [
         syscall: "exit_group",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: the interpreter's normal exit",
     },
     RuleDescription {
         syscall: "rt_sigreturn",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: returning from a signal handler (glibc, the interpreters' SIGINT/SIGPIPE handling)",
     },
     RuleDescription {
         syscall: "read",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: reading the script, stdin and allowed files",
     },
     RuleDescription {
         syscall: "write",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: stdout, stderr and files landlock lets the script open for writing",
     },
     RuleDescription {
         syscall: "close",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: closing descriptors",
     },
     RuleDescription {
         syscall: "lseek",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: file:seek / f.seek and stdio buffering on regular files",
     },
     RuleDescription {
         syscall: "brk",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: growing the main heap",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "glibc malloc: large blocks and new arenas as private anonymous memory (MAP_STACK: thread and posix_spawn stacks); never executable, never shared",
     },
     RuleDescription {
         syscall: "munmap",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: returning large blocks",
     },
     RuleDescription {
         syscall: "mremap",
         action: RuleAction::Allow,
         conditions: &["arg3 (flags) has no bit outside MREMAP_MAYMOVE=0x1"],
+        arguments: &[(3, "flags")],
         why: "glibc realloc of large blocks",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2"],
+        arguments: &[(2, "prot")],
         why: "glibc malloc: committing reserved arena memory; never executable",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "glibc malloc: releasing freed pages",
     },
     RuleDescription {
         syscall: "openat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: opening files; landlock decides which (AT_FDCWD or a directory descriptor)",
     },
     RuleDescription {
         syscall: "newfstatat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat/stat (stdio buffering, file sizes, package searchers)",
     },
     RuleDescription {
         syscall: "fstat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat on aarch64 and older glibc",
     },
     RuleDescription {
         syscall: "statx",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "newer glibc stat; file metadata for allowed paths",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TCGETS=0x5401, TIOCGWINSZ=0x5413"],
+        arguments: &[(1, "request")],
         why: "glibc isatty() on stdio (TCGETS) and terminal width (TIOCGWINSZ); nothing else, so no TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_GETFD=0x1, F_GETFL=0x3"],
+        arguments: &[(1, "cmd")],
         why: "glibc and interpreters query descriptor flags (F_GETFD, F_GETFL); no duplication or locks",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 1..=30"],
+        arguments: &[(0, "signum")],
         why: "interpreters install handlers (SIGINT, SIGPIPE, SIGXFSZ) or query them; SIGSYS is left out: the embedded hosts have no use for it (denials reach the supervisor, not a handler)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 32..=SIGRTMAX"],
+        arguments: &[(0, "signum")],
         why: "as above, for the signals numbered after SIGSYS (32..64)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg1 (act) is one of NULL=0x0"],
+        arguments: &[(1, "act")],
         why: "querying any handler (Python's signal module reads all of them at start) changes nothing",
     },
     RuleDescription {
         syscall: "rt_sigprocmask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc blocks signals around critical sections (abort, posix_spawn, malloc arenas)",
     },
     RuleDescription {
         syscall: "getrandom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc's tcache randomisation, mkstemp names, interpreters' hash seeds",
     },
     RuleDescription {
         syscall: "clock_gettime",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.clock/time.process_time: CPU clocks are not served by the vDSO",
     },
     RuleDescription {
         syscall: "clock_getres",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.get_clock_info and clock resolution queries",
     },
     RuleDescription {
         syscall: "sigaltstack",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "Rust runtime: removes the main thread's signal stack when the host returns from main",
     },
     RuleDescription {
         syscall: "getpid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc and interpreters read their own pid (random seeds, temporary names)",
     },
     RuleDescription {
         syscall: "execveat",
         action: RuleAction::Allow,
         conditions: &["arg0 (dirfd) is one of EXEC_FD=0x3", "arg4 (flags) is one of AT_EMPTY_PATH=0x1000"],
+        arguments: &[(0, "dirfd"), (4, "flags")],
         why: "hnode launcher: replaces itself with node, opened O_PATH|O_CLOEXEC at EXEC_FD (h_sandbox::exec); no other descriptor, no path lookup",
     },
     RuleDescription {
         syscall: "dup3",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "h_sandbox::exec moves node's descriptor to EXEC_FD when stdin, stdout or stderr was closed",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_EXEC=0x4", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so: a library's code segment mapped read+execute from its file; V8 maps node's embedded builtins from the node binary the same way; never writable, never anonymous, never shared",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so: headers, data segments and .bss at fixed addresses; V8: heap pages and reservations (PROT_NONE, MAP_NORESERVE), thread stacks; never executable, never shared",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2|PROT_EXEC=0x4"],
+        arguments: &[(2, "prot")],
         why: "V8's JIT: commits code space read+write+execute inside its PROT_NONE reservation (node 20's V8 does not flip W^X); ld.so and glibc: RELRO read-only, thread stack guard pages",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTFORK=0xa, MADV_DOFORK=0xb, MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "V8: keeps its heap out of forks (MADV_DONTFORK, MADV_DOFORK) and returns pages (MADV_DONTNEED, MADV_FREE)",
     },
     RuleDescription {
         syscall: "pkey_alloc",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "V8 protects WebAssembly code with memory protection keys where the CPU has them (EINVAL otherwise)",
     },
     RuleDescription {
         syscall: "pkey_free",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "V8: releases its protection key",
     },
     RuleDescription {
         syscall: "pkey_mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2|PROT_EXEC=0x4"],
+        arguments: &[(2, "prot")],
         why: "V8: WebAssembly code pages under its protection key; the same protections mprotect allows",
     },
     RuleDescription {
         syscall: "pread64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "ld.so reads an ELF's program headers; fs.read with a position",
     },
     RuleDescription {
         syscall: "faccessat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.access on aarch64 glibc; landlock decides what is reachable",
     },
     RuleDescription {
         syscall: "faccessat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.access with flags (newer glibc)",
     },
     RuleDescription {
         syscall: "set_tid_address",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up: registers the thread id word",
     },
     RuleDescription {
         syscall: "set_robust_list",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up and every new thread: registers the robust futex list",
     },
     RuleDescription {
         syscall: "rseq",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up and every new thread: restartable sequences registration",
     },
     RuleDescription {
         syscall: "clone",
         action: RuleAction::Allow,
         conditions: &["arg0 (flags) has no bit outside CLONE_VM=0x100|CLONE_FS=0x200|CLONE_FILES=0x400|CLONE_SIGHAND=0x800|CLONE_THREAD=0x10000|CLONE_SYSVSEM=0x40000|CLONE_SETTLS=0x80000|CLONE_PARENT_SETTID=0x100000|CLONE_CHILD_CLEARTID=0x200000", "arg0 (flags) has all of CLONE_THREAD=0x10000|CLONE_VM=0x100|CLONE_SIGHAND=0x800"],
+        arguments: &[(0, "flags")],
         why: "pthread_create (glibc's fallback after clone3's ENOSYS): a thread (CLONE_THREAD|CLONE_VM|CLONE_SIGHAND required) with only the flags glibc uses; no process, no namespace, no vfork; bounded by RLIMIT_NPROC and, as threads share it, RLIMIT_AS",
     },
     RuleDescription {
         syscall: "clone3",
         action: RuleAction::Errno(38),
         conditions: &[],
+        arguments: &[],
         why: "clone3 keeps its flags in memory seccomp cannot read: ENOSYS makes glibc fall back to clone, whose flags are checked",
     },
     RuleDescription {
         syscall: "exit",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "a thread ends (pthread_exit, worker termination)",
     },
     RuleDescription {
         syscall: "futex",
         action: RuleAction::Allow,
         conditions: &["arg1 (futex_op) is one of FUTEX_WAIT=0x0, FUTEX_WAKE=0x1, FUTEX_WAIT_PRIVATE=0x80, FUTEX_WAKE_PRIVATE=0x81, FUTEX_WAIT_BITSET_PRIVATE=0x89, FUTEX_WAKE_BITSET_PRIVATE=0x8a, FUTEX_WAIT_BITSET_PRIVATE_REALTIME=0x189, FUTEX_WAIT_BITSET=0x9, FUTEX_WAKE_BITSET=0xa, FUTEX_WAIT_BITSET_REALTIME=0x109"],
+        arguments: &[(1, "futex_op")],
         why: "mutexes, condition variables and joins between node's threads (private, shared-word and bitset waits and wakes); no requeue, no priority inheritance",
     },
     RuleDescription {
         syscall: "gettid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "V8 and libuv name and identify their threads",
     },
     RuleDescription {
         syscall: "sched_getaffinity",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv and V8 count the CPUs they may use (os.availableParallelism, threadpool size)",
     },
     RuleDescription {
         syscall: "sched_yield",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "V8's spin locks and the platform workers yield while waiting",
     },
     RuleDescription {
         syscall: "io_uring_setup",
         action: RuleAction::Errno(38),
         conditions: &[],
+        arguments: &[],
         why: "libuv probes io_uring for file operations: ENOSYS makes it use its threadpool; io_uring would bypass this filter",
     },
     RuleDescription {
         syscall: "epoll_create1",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv's event loop (one per thread running a loop: main, each worker)",
     },
     RuleDescription {
         syscall: "epoll_ctl",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv registers its descriptors with the loop",
     },
     RuleDescription {
         syscall: "epoll_pwait",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv waits for events and timers",
     },
     RuleDescription {
         syscall: "eventfd2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv wakes a loop from another thread (uv_async: timers, worker messages, threadpool completions)",
     },
     RuleDescription {
         syscall: "pipe2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "libuv's signal handling pipe and worker_threads message ports",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_SETFD=0x2, F_SETFL=0x4, F_DUPFD_CLOEXEC=0x406"],
+        arguments: &[(1, "cmd")],
         why: "libuv sets close-on-exec and non-blocking mode (F_SETFD, F_SETFL) and duplicates descriptors (F_DUPFD_CLOEXEC, bounded by RLIMIT_NOFILE); no locks, leases or owners",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of FIONBIO=0x5421, FIOCLEX=0x5451, FIONCLEX=0x5450"],
+        arguments: &[(1, "request")],
         why: "libuv sets non-blocking mode (FIONBIO) and close-on-exec (FIOCLEX, FIONCLEX) on stdio and pipes; nothing that reaches a terminal's input (no TIOCSTI)",
     },
     RuleDescription {
         syscall: "prlimit64",
         action: RuleAction::Allow,
         conditions: &["arg0 (pid) is one of 0x0"],
+        arguments: &[(0, "pid")],
         why: "node reads its limits at start-up (and would raise nofile's soft limit to the hard one): own process only; every limit hnode sets has soft = hard and no capability is left, so the kernel refuses any raise (EPERM) and allows only lowering",
     },
     RuleDescription {
         syscall: "capget",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "node checks at start-up whether it runs with capabilities (it has none left); reading changes nothing",
     },
     RuleDescription {
         syscall: "getuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "node start-up (secure-mode check), process.getuid",
     },
     RuleDescription {
         syscall: "geteuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "node start-up (secure-mode check), process.geteuid",
     },
     RuleDescription {
         syscall: "getgid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "node start-up (secure-mode check), process.getgid",
     },
     RuleDescription {
         syscall: "getegid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "node start-up (secure-mode check), process.getegid",
     },
     RuleDescription {
         syscall: "getppid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "process.ppid",
     },
     RuleDescription {
         syscall: "uname",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.release, os.arch, os.hostname; V8's CPU feature checks",
     },
     RuleDescription {
         syscall: "sysinfo",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.totalmem/freemem/uptime and V8's heap sizing (glibc get_phys_pages)",
     },
     RuleDescription {
         syscall: "getcwd",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "process.cwd() and module resolution of relative paths",
     },
     RuleDescription {
         syscall: "readlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.readlink, realpath on aarch64",
     },
     RuleDescription {
         syscall: "getdents64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.readdir on allowed directories; landlock decides which can be listed",
     },
     RuleDescription {
         syscall: "getrusage",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "process.resourceUsage, process.cpuUsage",
     },
     RuleDescription {
         syscall: "kill",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "process.kill; landlock's signal scope (ABI 6) confines signals to processes of this sandbox",
     },
     RuleDescription {
         syscall: "tgkill",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "abort() of a failing V8 check, and signals between node's own threads; landlock's scope applies",
     },
     RuleDescription {
         syscall: "fsync",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.fsync on files landlock lets the script write",
     },
     RuleDescription {
         syscall: "fdatasync",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.fdatasync on files landlock lets the script write",
     },
     RuleDescription {
         syscall: "ftruncate",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.writeFile truncates through O_TRUNC or ftruncate; landlock's truncate right decides where",
     },
     RuleDescription {
         syscall: "mkdirat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.mkdir; landlock allows it only beneath --allow-write and -t directories",
     },
     RuleDescription {
         syscall: "unlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.unlink, fs.rmdir; landlock decides where",
     },
     RuleDescription {
         syscall: "renameat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.rename (libuv); landlock decides where",
     },
     RuleDescription {
         syscall: "renameat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "fs.rename on aarch64 glibc; landlock decides where",
     },
     RuleDescription {
         syscall: "socket",
         action: RuleAction::Errno(13),
         conditions: &["arg0 (domain) is one of AF_UNIX=0x1"],
+        arguments: &[(0, "domain")],
         why: "glibc's getpwuid (os.userInfo, os.homedir without HOME) probes nscd's unix socket: it fails as if no socket could be made; other families are denied",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is one of SIGSYS=0x1f"],
+        arguments: &[(0, "signum")],
         why: "node installs handlers on fatal signals, SIGSYS included, to print its stack trace; harmless: a denied call waits on the supervisor's notification and never raises SIGSYS",
     },
 ];

@@ -14,7 +14,7 @@ pub static PROGRAM: SeccompProgram = SeccompProgram {
 static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000004 }, //    0: load arch
     SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xc00000b7 }, //    1: arch == AUDIT_ARCH_AARCH64?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (denied: reported by the supervisor): foreign architecture
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (refused: answered and reported by the supervisor): foreign architecture
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000000 }, //    3: load syscall number
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //    4: exit_group?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //    5: return ALLOW (exit_group)
@@ -79,7 +79,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00000002 }, //   64: and 0x2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000002 }, //   65: required bits 0x2 in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   66: return ALLOW (mmap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (denied: reported by the supervisor): arguments of mmap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (refused: answered and reported by the supervisor): arguments of mmap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d7 }, //   68: munmap?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   69: return ALLOW (munmap)
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000d8 }, //   70: mremap?
@@ -90,7 +90,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffe }, //   75: and 0xfffffffe
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   76: no forbidden bit in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   77: return ALLOW (mremap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (denied: reported by the supervisor): arguments of mremap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (refused: answered and reported by the supervisor): arguments of mremap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000e2 }, //   79: mprotect?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   80: load arg2 high
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //   81: and 0xffffffff
@@ -99,7 +99,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffc }, //   84: and 0xfffffffc
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   85: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   86: return ALLOW (mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (denied: reported by the supervisor): arguments of mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (refused: answered and reported by the supervisor): arguments of mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x000000e9 }, //   88: madvise?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   89: load arg2 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   90: arg2 high == 0x0?
@@ -110,7 +110,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //   95: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000008 }, //   96: arg2 low == 0x8?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   97: return ALLOW (madvise)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (denied: reported by the supervisor): arguments of madvise not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (refused: answered and reported by the supervisor): arguments of madvise not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //   99: openat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  100: return ALLOW (openat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //  101: newfstatat?
@@ -142,7 +142,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  127: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00005450 }, //  128: arg1 low == 0x5450?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  129: return ALLOW (ioctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  130: return NOTIFY (denied: reported by the supervisor): arguments of ioctl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  130: return NOTIFY (refused: answered and reported by the supervisor): arguments of ioctl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 23, k: 0x00000019 }, //  131: fcntl?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  132: load arg1 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //  133: arg1 high == 0x0?
@@ -166,7 +166,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  151: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000406 }, //  152: arg1 low == 0x406?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  153: return ALLOW (fcntl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (denied: reported by the supervisor): arguments of fcntl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (refused: answered and reported by the supervisor): arguments of fcntl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000086 }, //  155: rt_sigaction?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  156: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  157: arg0 high == 0?
@@ -185,7 +185,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  170: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  171: arg1 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  172: return ALLOW (rt_sigaction)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  173: return NOTIFY (denied: reported by the supervisor): arguments of rt_sigaction not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  173: return NOTIFY (refused: answered and reported by the supervisor): arguments of rt_sigaction not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000087 }, //  174: rt_sigprocmask?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  175: return ALLOW (rt_sigprocmask)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  176: getrandom?
@@ -220,7 +220,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  205: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  206: arg2 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  207: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  208: return NOTIFY (denied: reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  208: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000023 }, //  209: unlinkat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  210: return ALLOW (unlinkat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000022 }, //  211: mkdirat?
@@ -247,14 +247,14 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  232: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000001 }, //  233: arg0 low == 0x1?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  234: return ALLOW (socketpair)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  235: return NOTIFY (denied: reported by the supervisor): arguments of socketpair not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  235: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 6, k: 0x000000c6 }, //  236: socket?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  237: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, //  238: arg0 high == 0x0?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  239: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000001 }, //  240: arg0 low == 0x1?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x0005000d }, //  241: return ERRNO(13) (socket)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  242: return NOTIFY (denied: reported by the supervisor): arguments of socket not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  242: return NOTIFY (refused: answered and reported by the supervisor): arguments of socket not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cc }, //  243: getsockname?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  244: return ALLOW (getsockname)
     SockFilter { code: 0x0015, jt: 0, jf: 6, k: 0x000000ce }, //  245: sendto?
@@ -263,7 +263,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000030 }, //  248: load arg4 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  249: arg4 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  250: return ALLOW (sendto)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  251: return NOTIFY (denied: reported by the supervisor): arguments of sendto not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  251: return NOTIFY (refused: answered and reported by the supervisor): arguments of sendto not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cf }, //  252: recvfrom?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  253: return ALLOW (recvfrom)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d2 }, //  254: shutdown?
@@ -294,7 +294,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  279: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000189 }, //  280: arg1 low == 0x189?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  281: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  282: return NOTIFY (denied: reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  282: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000b2 }, //  283: gettid?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  284: return ALLOW (gettid)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000a0 }, //  285: uname?
@@ -307,7 +307,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  292: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  293: arg0 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  294: return ALLOW (sched_getaffinity)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  295: return NOTIFY (denied: reported by the supervisor): arguments of sched_getaffinity not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  295: return NOTIFY (refused: answered and reported by the supervisor): arguments of sched_getaffinity not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ae }, //  296: getuid?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  297: return ALLOW (getuid)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000af }, //  298: geteuid?
@@ -320,7 +320,7 @@ static INSTRUCTIONS: [SockFilter; 309] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  305: return ALLOW (getppid)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000a5 }, //  306: getrusage?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  307: return ALLOW (getrusage)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  308: return NOTIFY (denied: reported by the supervisor): syscall not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  308: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
 ];
 
 static RULES: [RuleDescription; 67] = [
@@ -328,402 +328,469 @@ static RULES: [RuleDescription; 67] = [
         syscall: "exit_group",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: the interpreter's normal exit",
     },
     RuleDescription {
         syscall: "rt_sigreturn",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: returning from a signal handler (glibc, the interpreters' SIGINT/SIGPIPE handling)",
     },
     RuleDescription {
         syscall: "read",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: reading the script, stdin and allowed files",
     },
     RuleDescription {
         syscall: "write",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: stdout, stderr and files landlock lets the script open for writing",
     },
     RuleDescription {
         syscall: "close",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: closing descriptors",
     },
     RuleDescription {
         syscall: "lseek",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: file:seek / f.seek and stdio buffering on regular files",
     },
     RuleDescription {
         syscall: "brk",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: growing the main heap",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "glibc malloc: large blocks and new arenas as private anonymous memory (MAP_STACK: thread and posix_spawn stacks); never executable, never shared",
     },
     RuleDescription {
         syscall: "munmap",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: returning large blocks",
     },
     RuleDescription {
         syscall: "mremap",
         action: RuleAction::Allow,
         conditions: &["arg3 (flags) has no bit outside MREMAP_MAYMOVE=0x1"],
+        arguments: &[(3, "flags")],
         why: "glibc realloc of large blocks",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2"],
+        arguments: &[(2, "prot")],
         why: "glibc malloc: committing reserved arena memory; never executable",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "glibc malloc: releasing freed pages",
     },
     RuleDescription {
         syscall: "openat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: opening files; landlock decides which (AT_FDCWD or a directory descriptor)",
     },
     RuleDescription {
         syscall: "newfstatat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat/stat (stdio buffering, file sizes, package searchers)",
     },
     RuleDescription {
         syscall: "fstat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat on aarch64 and older glibc",
     },
     RuleDescription {
         syscall: "statx",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "newer glibc stat; file metadata for allowed paths",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TCGETS=0x5401, TIOCGWINSZ=0x5413"],
+        arguments: &[(1, "request")],
         why: "glibc isatty() on stdio (TCGETS) and terminal width (TIOCGWINSZ); nothing else, so no TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_GETFD=0x1, F_GETFL=0x3"],
+        arguments: &[(1, "cmd")],
         why: "glibc and interpreters query descriptor flags (F_GETFD, F_GETFL); no duplication or locks",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 1..=30"],
+        arguments: &[(0, "signum")],
         why: "interpreters install handlers (SIGINT, SIGPIPE, SIGXFSZ) or query them; SIGSYS is left out: the embedded hosts have no use for it (denials reach the supervisor, not a handler)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 32..=SIGRTMAX"],
+        arguments: &[(0, "signum")],
         why: "as above, for the signals numbered after SIGSYS (32..64)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg1 (act) is one of NULL=0x0"],
+        arguments: &[(1, "act")],
         why: "querying any handler (Python's signal module reads all of them at start) changes nothing",
     },
     RuleDescription {
         syscall: "rt_sigprocmask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc blocks signals around critical sections (abort, posix_spawn, malloc arenas)",
     },
     RuleDescription {
         syscall: "getrandom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc's tcache randomisation, mkstemp names, interpreters' hash seeds",
     },
     RuleDescription {
         syscall: "clock_gettime",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.clock/time.process_time: CPU clocks are not served by the vDSO",
     },
     RuleDescription {
         syscall: "clock_getres",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.get_clock_info and clock resolution queries",
     },
     RuleDescription {
         syscall: "sigaltstack",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "Rust runtime: removes the main thread's signal stack when the host returns from main",
     },
     RuleDescription {
         syscall: "getpid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc and interpreters read their own pid (random seeds, temporary names)",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_EXEC=0x4", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so (dlopen of extension modules, ctypes.CDLL): a library's code segment, mapped read+execute from its file; never writable, never anonymous, never shared",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so: a library's headers and data segments from its file and its zero-filled .bss at a fixed address; CPython's read-only file maps; never executable, never shared",
     },
     RuleDescription {
         syscall: "pread64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "ld.so reads an ELF's program headers and notes at an offset; os.pread",
     },
     RuleDescription {
         syscall: "getdents64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "importlib lists each directory on sys.path once (FileFinder cache); os.listdir, os.scandir, pathlib.iterdir",
     },
     RuleDescription {
         syscall: "getcwd",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.getcwd, pathlib.Path.cwd/resolve, os.path.abspath",
     },
     RuleDescription {
         syscall: "readlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.readlink, os.path.realpath on aarch64 and newer glibc",
     },
     RuleDescription {
         syscall: "faccessat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.access on aarch64",
     },
     RuleDescription {
         syscall: "faccessat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.access with flags (newer glibc)",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_SETFD=0x2, F_SETFL=0x4, F_DUPFD_CLOEXEC=0x406"],
+        arguments: &[(1, "cmd")],
         why: "os.set_blocking (F_GETFL/F_SETFL), os.set_inheritable (F_GETFD/F_SETFD), os.dup (F_DUPFD_CLOEXEC, bounded by RLIMIT_NOFILE); no locks, leases, owners or pipe sizes",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of FIONBIO=0x5421, FIOCLEX=0x5451, FIONCLEX=0x5450"],
+        arguments: &[(1, "request")],
         why: "asyncio and os.set_blocking set non-blocking mode (FIONBIO); os.set_inheritable toggles close-on-exec (FIOCLEX/FIONCLEX); nothing that reaches a terminal's input",
     },
     RuleDescription {
         syscall: "prlimit64",
         action: RuleAction::Allow,
         conditions: &["arg0 (pid) is one of 0x0", "arg2 (new_limit) is one of NULL=0x0"],
+        arguments: &[(0, "pid"), (2, "new_limit")],
         why: "resource.getrlimit and glibc's getrlimit read limits; never setting them (new_limit is NULL)",
     },
     RuleDescription {
         syscall: "unlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.remove, os.rmdir, pathlib unlink/rmdir; landlock allows it only beneath --allow-write and -t directories",
     },
     RuleDescription {
         syscall: "mkdirat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.mkdir, pathlib mkdir; landlock allows it only beneath --allow-write and -t directories",
     },
     RuleDescription {
         syscall: "renameat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename via glibc on aarch64; landlock decides where",
     },
     RuleDescription {
         syscall: "renameat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.rename/os.replace on newer glibc; landlock decides where",
     },
     RuleDescription {
         syscall: "ftruncate",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "open(name, 'w') and f.truncate(); landlock's truncate right decides where",
     },
     RuleDescription {
         syscall: "fsync",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.fsync on files the script may write",
     },
     RuleDescription {
         syscall: "fdatasync",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.fdatasync on files the script may write",
     },
     RuleDescription {
         syscall: "epoll_create1",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "asyncio's selector (selectors.EpollSelector)",
     },
     RuleDescription {
         syscall: "epoll_ctl",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "asyncio's selector registers descriptors",
     },
     RuleDescription {
         syscall: "epoll_pwait",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "asyncio's selector waits (aarch64 has no epoll_wait)",
     },
     RuleDescription {
         syscall: "socketpair",
         action: RuleAction::Allow,
         conditions: &["arg0 (domain) is one of AF_UNIX=0x1"],
+        arguments: &[(0, "domain")],
         why: "asyncio's self-pipe: a connected AF_UNIX pair inside the process; no other family, and socket() itself stays denied",
     },
     RuleDescription {
         syscall: "socket",
         action: RuleAction::Errno(13),
         conditions: &["arg0 (domain) is one of AF_UNIX=0x1"],
+        arguments: &[(0, "domain")],
         why: "glibc's getpwuid (os.path.expanduser('~') without HOME, which sysconfig and zoneinfo reach) probes nscd's unix socket: it fails as if no socket could be made, so Python sees an ordinary PermissionError; every other family is denied by name",
     },
     RuleDescription {
         syscall: "getsockname",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "asyncio checks the socketpair it created",
     },
     RuleDescription {
         syscall: "sendto",
         action: RuleAction::Allow,
         conditions: &["arg4 (dest_addr) is one of NULL=0x0"],
+        arguments: &[(4, "dest_addr")],
         why: "asyncio wakes its loop through the socketpair (send); never to an address (dest_addr NULL), so not even an inherited unconnected socket reaches anyone",
     },
     RuleDescription {
         syscall: "recvfrom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "asyncio drains its socketpair (recv)",
     },
     RuleDescription {
         syscall: "shutdown",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "closing asyncio's socketpair ends",
     },
     RuleDescription {
         syscall: "clock_nanosleep",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.sleep, asyncio.sleep between events",
     },
     RuleDescription {
         syscall: "nanosleep",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.sleep on older glibc",
     },
     RuleDescription {
         syscall: "futex",
         action: RuleAction::Allow,
         conditions: &["arg1 (futex_op) is one of FUTEX_WAIT_PRIVATE=0x80, FUTEX_WAKE_PRIVATE=0x81, FUTEX_WAIT_BITSET_PRIVATE=0x89, FUTEX_WAKE_BITSET_PRIVATE=0x8a, FUTEX_WAIT_BITSET_PRIVATE_REALTIME=0x189"],
+        arguments: &[(1, "futex_op")],
         why: "glibc and CPython locks on one thread (never contended, only private wake/wait)",
     },
     RuleDescription {
         syscall: "gettid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "threading.get_native_id for the main thread; glibc's recursive locks",
     },
     RuleDescription {
         syscall: "uname",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "platform, sysconfig and os.uname read the kernel's name",
     },
     RuleDescription {
         syscall: "sysinfo",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc's qsort and sysconf(_SC_PHYS_PAGES) read the memory size",
     },
     RuleDescription {
         syscall: "sched_getaffinity",
         action: RuleAction::Allow,
         conditions: &["arg0 (pid) is one of 0x0"],
+        arguments: &[(0, "pid")],
         why: "os.sched_getaffinity and glibc's sysconf(_SC_NPROCESSORS_ONLN) fallback (os.cpu_count); the process itself only",
     },
     RuleDescription {
         syscall: "getuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.getuid (pathlib and tempfile consult it)",
     },
     RuleDescription {
         syscall: "geteuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.geteuid",
     },
     RuleDescription {
         syscall: "getgid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.getgid",
     },
     RuleDescription {
         syscall: "getegid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.getegid",
     },
     RuleDescription {
         syscall: "getppid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.getppid",
     },
     RuleDescription {
         syscall: "getrusage",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "resource.getrusage and time.process_time fallbacks on the process itself",
     },
 ];

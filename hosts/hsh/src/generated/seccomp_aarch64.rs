@@ -14,7 +14,7 @@ pub static PROGRAM: SeccompProgram = SeccompProgram {
 static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000004 }, //    0: load arch
     SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xc00000b7 }, //    1: arch == AUDIT_ARCH_AARCH64?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (denied: reported by the supervisor): foreign architecture
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //    2: return NOTIFY (refused: answered and reported by the supervisor): foreign architecture
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000000 }, //    3: load syscall number
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //    4: exit_group?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //    5: return ALLOW (exit_group)
@@ -79,7 +79,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00000002 }, //   64: and 0x2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000002 }, //   65: required bits 0x2 in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   66: return ALLOW (mmap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (denied: reported by the supervisor): arguments of mmap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   67: return NOTIFY (refused: answered and reported by the supervisor): arguments of mmap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d7 }, //   68: munmap?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   69: return ALLOW (munmap)
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000d8 }, //   70: mremap?
@@ -90,7 +90,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffe }, //   75: and 0xfffffffe
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   76: no forbidden bit in arg3 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   77: return ALLOW (mremap)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (denied: reported by the supervisor): arguments of mremap not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (refused: answered and reported by the supervisor): arguments of mremap not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0x000000e2 }, //   79: mprotect?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   80: load arg2 high
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //   81: and 0xffffffff
@@ -99,7 +99,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfffffffc }, //   84: and 0xfffffffc
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //   85: no forbidden bit in arg2 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   86: return ALLOW (mprotect)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (denied: reported by the supervisor): arguments of mprotect not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (refused: answered and reported by the supervisor): arguments of mprotect not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 10, k: 0x000000e9 }, //   88: madvise?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //   89: load arg2 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //   90: arg2 high == 0x0?
@@ -110,7 +110,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //   95: load arg2 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000008 }, //   96: arg2 low == 0x8?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //   97: return ALLOW (madvise)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (denied: reported by the supervisor): arguments of madvise not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   98: return NOTIFY (refused: answered and reported by the supervisor): arguments of madvise not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //   99: openat?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  100: return ALLOW (openat)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //  101: newfstatat?
@@ -134,7 +134,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  119: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000540f }, //  120: arg1 low == 0x540f?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  121: return ALLOW (ioctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  122: return NOTIFY (denied: reported by the supervisor): arguments of ioctl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  122: return NOTIFY (refused: answered and reported by the supervisor): arguments of ioctl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 31, k: 0x00000019 }, //  123: fcntl?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  124: load arg1 high
     SockFilter { code: 0x0015, jt: 0, jf: 2, k: 0x00000000 }, //  125: arg1 high == 0x0?
@@ -166,7 +166,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  151: load arg1 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000408 }, //  152: arg1 low == 0x408?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  153: return ALLOW (fcntl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (denied: reported by the supervisor): arguments of fcntl not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  154: return NOTIFY (refused: answered and reported by the supervisor): arguments of fcntl not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 23, k: 0x00000086 }, //  155: rt_sigaction?
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  156: load arg0 high
     SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  157: arg0 high == 0?
@@ -190,7 +190,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  175: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000001f }, //  176: arg0 low == 0x1f?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  177: return ALLOW (rt_sigaction)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  178: return NOTIFY (denied: reported by the supervisor): arguments of rt_sigaction not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  178: return NOTIFY (refused: answered and reported by the supervisor): arguments of rt_sigaction not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000087 }, //  179: rt_sigprocmask?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  180: return ALLOW (rt_sigprocmask)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  181: getrandom?
@@ -213,7 +213,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000030 }, //  198: load arg4 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00001000 }, //  199: arg4 low == 0x1000?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  200: return ALLOW (execveat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  201: return NOTIFY (denied: reported by the supervisor): arguments of execveat not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  201: return NOTIFY (refused: answered and reported by the supervisor): arguments of execveat not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000043 }, //  202: pread64?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  203: return ALLOW (pread64)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000030 }, //  204: faccessat?
@@ -234,7 +234,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfedfffee }, //  219: and 0xfedfffee
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  220: no forbidden bit in arg0 low?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  221: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  222: return NOTIFY (denied: reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  222: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  223: clone3?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  224: return ERRNO(38) (clone3)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000dd }, //  225: execve?
@@ -253,7 +253,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  238: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  239: arg0 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  240: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  241: return NOTIFY (denied: reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  241: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000a5 }, //  242: getrusage?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  243: return ALLOW (getrusage)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000a6 }, //  244: umask?
@@ -286,7 +286,7 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  271: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  272: arg0 low == 0x0?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  273: return ALLOW (getpgid)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  274: return NOTIFY (denied: reported by the supervisor): arguments of getpgid not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  274: return NOTIFY (refused: answered and reported by the supervisor): arguments of getpgid not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000048 }, //  275: pselect6?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  276: return ALLOW (pselect6)
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000073 }, //  277: clock_nanosleep?
@@ -297,10 +297,10 @@ static INSTRUCTIONS: [SockFilter; 289] = [
     SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  282: load arg0 low
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000001 }, //  283: arg0 low == 0x1?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x0005000d }, //  284: return ERRNO(13) (socket)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  285: return NOTIFY (denied: reported by the supervisor): arguments of socket not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  285: return NOTIFY (refused: answered and reported by the supervisor): arguments of socket not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000042 }, //  286: writev?
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  287: return ALLOW (writev)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  288: return NOTIFY (denied: reported by the supervisor): syscall not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  288: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
 ];
 
 static RULES: [RuleDescription; 65] = [
@@ -308,390 +308,455 @@ static RULES: [RuleDescription; 65] = [
         syscall: "exit_group",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: the interpreter's normal exit",
     },
     RuleDescription {
         syscall: "rt_sigreturn",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: returning from a signal handler (glibc, the interpreters' SIGINT/SIGPIPE handling)",
     },
     RuleDescription {
         syscall: "read",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: reading the script, stdin and allowed files",
     },
     RuleDescription {
         syscall: "write",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: stdout, stderr and files landlock lets the script open for writing",
     },
     RuleDescription {
         syscall: "close",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: closing descriptors",
     },
     RuleDescription {
         syscall: "lseek",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: file:seek / f.seek and stdio buffering on regular files",
     },
     RuleDescription {
         syscall: "brk",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: growing the main heap",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000|MAP_STACK=0x20000", "arg3 (flags) has all of MAP_PRIVATE=0x2|MAP_ANONYMOUS=0x20"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "glibc malloc: large blocks and new arenas as private anonymous memory (MAP_STACK: thread and posix_spawn stacks); never executable, never shared",
     },
     RuleDescription {
         syscall: "munmap",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc: returning large blocks",
     },
     RuleDescription {
         syscall: "mremap",
         action: RuleAction::Allow,
         conditions: &["arg3 (flags) has no bit outside MREMAP_MAYMOVE=0x1"],
+        arguments: &[(3, "flags")],
         why: "glibc realloc of large blocks",
     },
     RuleDescription {
         syscall: "mprotect",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2"],
+        arguments: &[(2, "prot")],
         why: "glibc malloc: committing reserved arena memory; never executable",
     },
     RuleDescription {
         syscall: "madvise",
         action: RuleAction::Allow,
         conditions: &["arg2 (advice) is one of MADV_DONTNEED=0x4, MADV_FREE=0x8"],
+        arguments: &[(2, "advice")],
         why: "glibc malloc: releasing freed pages",
     },
     RuleDescription {
         syscall: "openat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "every host: opening files; landlock decides which (AT_FDCWD or a directory descriptor)",
     },
     RuleDescription {
         syscall: "newfstatat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat/stat (stdio buffering, file sizes, package searchers)",
     },
     RuleDescription {
         syscall: "fstat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc fstat on aarch64 and older glibc",
     },
     RuleDescription {
         syscall: "statx",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "newer glibc stat; file metadata for allowed paths",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TCGETS=0x5401, TIOCGWINSZ=0x5413"],
+        arguments: &[(1, "request")],
         why: "glibc isatty() on stdio (TCGETS) and terminal width (TIOCGWINSZ); nothing else, so no TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_GETFD=0x1, F_GETFL=0x3"],
+        arguments: &[(1, "cmd")],
         why: "glibc and interpreters query descriptor flags (F_GETFD, F_GETFL); no duplication or locks",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 1..=30"],
+        arguments: &[(0, "signum")],
         why: "interpreters install handlers (SIGINT, SIGPIPE, SIGXFSZ) or query them; SIGSYS is left out: the embedded hosts have no use for it (denials reach the supervisor, not a handler)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is within 32..=SIGRTMAX"],
+        arguments: &[(0, "signum")],
         why: "as above, for the signals numbered after SIGSYS (32..64)",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg1 (act) is one of NULL=0x0"],
+        arguments: &[(1, "act")],
         why: "querying any handler (Python's signal module reads all of them at start) changes nothing",
     },
     RuleDescription {
         syscall: "rt_sigprocmask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc blocks signals around critical sections (abort, posix_spawn, malloc arenas)",
     },
     RuleDescription {
         syscall: "getrandom",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc malloc's tcache randomisation, mkstemp names, interpreters' hash seeds",
     },
     RuleDescription {
         syscall: "clock_gettime",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "os.clock/time.process_time: CPU clocks are not served by the vDSO",
     },
     RuleDescription {
         syscall: "clock_getres",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "time.get_clock_info and clock resolution queries",
     },
     RuleDescription {
         syscall: "sigaltstack",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "Rust runtime: removes the main thread's signal stack when the host returns from main",
     },
     RuleDescription {
         syscall: "getpid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc and interpreters read their own pid (random seeds, temporary names)",
     },
     RuleDescription {
         syscall: "execveat",
         action: RuleAction::Allow,
         conditions: &["arg0 (dirfd) is one of EXEC_FD=0x3", "arg4 (flags) is one of AT_EMPTY_PATH=0x1000"],
+        arguments: &[(0, "dirfd"), (4, "flags")],
         why: "hsh launcher: replaces itself with bash, opened O_PATH|O_CLOEXEC at EXEC_FD (h_sandbox::exec); no other descriptor, no path lookup",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_EXEC=0x4", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so: a library's code segment, mapped read+execute from its file; never writable, never anonymous, never shared",
     },
     RuleDescription {
         syscall: "mmap",
         action: RuleAction::Allow,
         conditions: &["arg2 (prot) has no bit outside PROT_READ=0x1|PROT_WRITE=0x2", "arg3 (flags) has no bit outside MAP_PRIVATE=0x2|MAP_FIXED=0x10|MAP_DENYWRITE=0x800|MAP_ANONYMOUS=0x20|MAP_NORESERVE=0x4000", "arg3 (flags) has all of MAP_PRIVATE=0x2"],
+        arguments: &[(2, "prot"), (3, "flags")],
         why: "ld.so: a library's headers and data segments from its file and its zero-filled .bss at a fixed address; never executable, never shared",
     },
     RuleDescription {
         syscall: "pread64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "ld.so reads an ELF's program headers and notes at an offset",
     },
     RuleDescription {
         syscall: "faccessat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash's test -r/-w/-x and PATH search on aarch64 glibc; landlock decides what is reachable",
     },
     RuleDescription {
         syscall: "faccessat2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash's test -r/-w/-x with AT_EACCESS (newer glibc)",
     },
     RuleDescription {
         syscall: "set_tid_address",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up of every process: registers the thread id word",
     },
     RuleDescription {
         syscall: "set_robust_list",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up of every process, and fork's child: registers the robust futex list",
     },
     RuleDescription {
         syscall: "rseq",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "glibc start-up of every process: restartable sequences registration",
     },
     RuleDescription {
         syscall: "clone",
         action: RuleAction::Allow,
         conditions: &["arg0 (flags) has no bit outside CLONE_CHILD_SETTID=0x1000000|CLONE_CHILD_CLEARTID=0x200000|SIGCHLD=0x11"],
+        arguments: &[(0, "flags")],
         why: "bash forks (glibc fork: CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD); no CLONE_VM, CLONE_THREAD, namespaces or other flags; the number of processes is bounded by RLIMIT_NPROC",
     },
     RuleDescription {
         syscall: "clone3",
         action: RuleAction::Errno(38),
         conditions: &[],
+        arguments: &[],
         why: "clone3 keeps its flags in memory seccomp cannot read: ENOSYS makes glibc fall back to clone, whose flags are checked",
     },
     RuleDescription {
         syscall: "execve",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash runs external commands; landlock grants execute on bash, its loader and libraries only, so any other command fails with EACCES (exit 126)",
     },
     RuleDescription {
         syscall: "wait4",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash waits for its children (waitpid, wait, $(...), pipelines)",
     },
     RuleDescription {
         syscall: "kill",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash's kill builtin and its own job control; landlock's signal scope (ABI 6) confines signals to processes of this sandbox",
     },
     RuleDescription {
         syscall: "pipe2",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "pipelines, $(...), here-documents and here-strings",
     },
     RuleDescription {
         syscall: "dup3",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "redirections on aarch64 (glibc dup2); h_sandbox::exec moves the interpreter's descriptor to EXEC_FD",
     },
     RuleDescription {
         syscall: "fcntl",
         action: RuleAction::Allow,
         conditions: &["arg1 (cmd) is one of F_DUPFD=0x0, F_DUPFD_CLOEXEC=0x406, F_SETFD=0x2, F_SETFL=0x4, F_GETPIPE_SZ=0x408"],
+        arguments: &[(1, "cmd")],
         why: "bash saves and restores descriptors around redirections (F_DUPFD, F_DUPFD_CLOEXEC above 10, bounded by RLIMIT_NOFILE), marks them close-on-exec (F_SETFD), resets blocking mode on stdin (F_SETFL), sizes here-documents against the pipe (F_GETPIPE_SZ); no locks, leases or owners",
     },
     RuleDescription {
         syscall: "ioctl",
         action: RuleAction::Allow,
         conditions: &["arg1 (request) is one of TIOCGPGRP=0x540f"],
+        arguments: &[(1, "request")],
         why: "bash reads the terminal's foreground process group at start-up (TIOCGPGRP); never sets it, never TIOCSTI/TIOCLINUX",
     },
     RuleDescription {
         syscall: "prlimit64",
         action: RuleAction::Allow,
         conditions: &["arg0 (pid) is one of 0x0"],
+        arguments: &[(0, "pid")],
         why: "bash reads limits at start-up and for ulimit, and ulimit sets them (glibc getrlimit/setrlimit), of its own process only: every limit hsh sets has soft = hard and no capability is left, so the kernel refuses any raise (EPERM) and allows only lowering",
     },
     RuleDescription {
         syscall: "getrusage",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash's time keyword and times builtin",
     },
     RuleDescription {
         syscall: "umask",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash's umask builtin; landlock decides where files may be created at all",
     },
     RuleDescription {
         syscall: "uname",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up: HOSTTYPE, MACHTYPE, HOSTNAME",
     },
     RuleDescription {
         syscall: "sysinfo",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up (glibc sysconf for the child-process table size)",
     },
     RuleDescription {
         syscall: "getcwd",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up (PWD) and pwd",
     },
     RuleDescription {
         syscall: "chdir",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "cd; landlock decides what can be read or written there",
     },
     RuleDescription {
         syscall: "readlinkat",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "cd and pwd canonicalise the directory (aarch64 glibc)",
     },
     RuleDescription {
         syscall: "getdents64",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "globbing (*.txt) and completion of paths; landlock decides which directories can be listed",
     },
     RuleDescription {
         syscall: "getuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up: UID",
     },
     RuleDescription {
         syscall: "geteuid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up: EUID; test -r/-w/-x",
     },
     RuleDescription {
         syscall: "getgid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up; test -r/-w/-x",
     },
     RuleDescription {
         syscall: "getegid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up; test -r/-w/-x",
     },
     RuleDescription {
         syscall: "getppid",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash start-up: PPID",
     },
     RuleDescription {
         syscall: "getpgid",
         action: RuleAction::Allow,
         conditions: &["arg0 (pid) is one of 0x0"],
+        arguments: &[(0, "pid")],
         why: "bash start-up: its own process group (aarch64 glibc getpgrp is getpgid(0))",
     },
     RuleDescription {
         syscall: "pselect6",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "read -t waits for input with a timeout",
     },
     RuleDescription {
         syscall: "clock_nanosleep",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "bash sleeps between fork retries when RLIMIT_NPROC is reached (fork: retry)",
     },
     RuleDescription {
         syscall: "socket",
         action: RuleAction::Errno(13),
         conditions: &["arg0 (domain) is one of AF_UNIX=0x1"],
+        arguments: &[(0, "domain")],
         why: "glibc's getpwuid (bash looks up HOME and SHELL at start-up) probes nscd's unix socket: it fails as if no socket could be made; other families are denied",
     },
     RuleDescription {
         syscall: "rt_sigaction",
         action: RuleAction::Allow,
         conditions: &["arg0 (signum) is one of SIGSYS=0x1f"],
+        arguments: &[(0, "signum")],
         why: "bash installs a handler on every terminating signal, SIGSYS included, once an EXIT trap is set; harmless: a denied call waits on the supervisor's notification and never raises SIGSYS",
     },
     RuleDescription {
         syscall: "writev",
         action: RuleAction::Allow,
         conditions: &[],
+        arguments: &[],
         why: "ld.so writes its error messages (a library it cannot load) with writev",
     },
 ];

@@ -1,0 +1,334 @@
+//! The supervisor: the parent process that owns the edges of a run.
+//!
+//! [`split`] forks. The child goes on to become the host: a new session and process group, the
+//! private stdio of [`stdio`], then every stage of the sandbox; its seccomp program hands every
+//! refused call to the supervisor (`SECCOMP_RET_USER_NOTIF`), and it gives the supervisor the
+//! notification listener. The parent becomes the supervisor and never returns. It
+//!
+//! - relays stdin, stdout, stderr and the private terminal (see [`stdio`] and [`relay`]);
+//! - answers refused calls: one line per distinct call on stderr, then EPERM for the caller, or
+//!   with kill-on-deny the end of the sandbox by SIGSYS (see [`refusals`]);
+//! - lets the launcher's one exec run and refuses every later one (`RuleAction::FirstOnly`);
+//! - ends the run: when the host's main process ends, or SIGTERM or SIGHUP reaches the
+//!   supervisor, every process of the sandbox is killed and reaped before the supervisor exits
+//!   with the host's status (see [`children`]); SIGINT and SIGQUIT are passed on first, as a
+//!   terminal would, and a second one ends the run.
+//!
+//! Unlike a SIGSYS handler inside the host, this works when the refused call is made with
+//! signals blocked (glibc blocks them around `clone`), after the host has exec'd an interpreter,
+//! and in every process the sandbox creates.
+
+mod children;
+mod hardening;
+mod names;
+mod refusals;
+mod relay;
+mod signals;
+pub(crate) mod stdio;
+mod sys;
+mod terminal;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::capabilities::RootIdentity;
+use crate::seccomp_program::{NotificationKind, SeccompProgram};
+use crate::syscall_filter::SeccompError;
+use children::{Children, Ending};
+pub use refusals::OnRefusal;
+use refusals::Reporter;
+use relay::Step;
+use signals::Signals;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot set up private stdio: {0}")]
+    Stdio(io::Error),
+    #[error("cannot create the handoff pipes: {0}")]
+    Pipe(io::Error),
+    #[error("cannot become the subreaper of the sandbox: {0}")]
+    Subreaper(io::Error),
+    #[error("cannot fork the supervisor: {0}")]
+    Fork(io::Error),
+    #[error("cannot tie the host's life to the supervisor: {0}")]
+    DeathSignal(io::Error),
+    #[error("cannot install the private stdio in the host: {0}")]
+    HostStdio(io::Error),
+}
+
+/// What the supervisor needs to know of the policy.
+pub(crate) struct Config {
+    pub(crate) host: &'static str,
+    pub(crate) program: &'static SeccompProgram,
+    pub(crate) on_refusal: OnRefusal,
+    pub(crate) root_identity: RootIdentity,
+    /// The host's `fsize` limit, applied to what the supervisor writes into the caller's files.
+    pub(crate) output_limit: Option<u64>,
+}
+
+/// The host's side of the listener handoff.
+pub(crate) struct Handoff {
+    to_supervisor: OwnedFd,
+    from_supervisor: OwnedFd,
+}
+
+impl Handoff {
+    /// Gives the listener to the supervisor and waits until it holds its own copy and has
+    /// hardened itself; then the host's copy is closed, so the script cannot read its own
+    /// notifications.
+    pub(crate) fn give(self, listener: OwnedFd) -> Result<(), SeccompError> {
+        let number = listener.as_raw_fd();
+        sys::write_all(self.to_supervisor.as_raw_fd(), &number.to_ne_bytes()).map_err(SeccompError::Handoff)?;
+        match sys::read_word(self.from_supervisor.as_raw_fd()).map_err(SeccompError::Handoff)? {
+            Some(0) => Ok(()),
+            Some(errno) => Err(SeccompError::Handoff(io::Error::from_raw_os_error(errno))),
+            None => Err(SeccompError::Handoff(io::Error::other("the supervisor went away"))),
+        }
+    }
+}
+
+/// Forks. Returns in the child (the future host), with private stdio installed and its side of
+/// the handoff; the parent becomes the supervisor and never returns.
+pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, SupervisorError> {
+    let (child_reads, supervisor_writes) = sys::pipe().map_err(SupervisorError::Pipe)?;
+    let (supervisor_reads, child_writes) = sys::pipe().map_err(SupervisorError::Pipe)?;
+    // Before the fork, so that no orphan of the sandbox can ever miss it.
+    children::become_subreaper().map_err(SupervisorError::Subreaper)?;
+    // SAFETY: getpid has no preconditions.
+    let supervisor_pid = unsafe { libc::getpid() };
+    // SAFETY: the process is single-threaded (checked by apply), so the child may go on running
+    // arbitrary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SupervisorError::Fork(sys::last_error()));
+    }
+    let stdio::Plan { host, supervisor, .. } = plan;
+    if pid == 0 {
+        drop((supervisor_writes, supervisor_reads, supervisor));
+        // If the supervisor dies, so does the host: it must never run unsupervised.
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+        let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+        if result != 0 {
+            return Err(SupervisorError::DeathSignal(sys::last_error()));
+        }
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != supervisor_pid {
+            return Err(SupervisorError::DeathSignal(io::Error::other("the supervisor is already gone")));
+        }
+        host.install().map_err(SupervisorError::HostStdio)?;
+        return Ok(Handoff { to_supervisor: child_writes, from_supervisor: child_reads });
+    }
+    drop((child_writes, child_reads, host));
+    let children = Children { host: pid };
+    let signals = match Signals::open() {
+        Ok(signals) => signals,
+        Err(error) => {
+            let _ =
+                sys::write_all(2, format!("{}: supervisor: cannot watch signals: {error}\n", config.host).as_bytes());
+            children.end_all();
+            sys::exit_now(1)
+        }
+    };
+    let mut relay = supervisor;
+    relay.start();
+    let mut reporter = Reporter::new(config.host);
+    reporter.raw_terminal = relay.stderr_is_raw();
+    Supervisor {
+        config,
+        children,
+        relay,
+        reporter,
+        signals,
+        listener: None,
+        handoff: Some((supervisor_reads, supervisor_writes)),
+        first_only_used: false,
+        interrupts: 0,
+    }
+    .run()
+}
+
+struct Supervisor {
+    config: Config,
+    children: Children,
+    relay: stdio::SupervisorSide,
+    reporter: Reporter,
+    signals: Signals,
+    listener: Option<OwnedFd>,
+    /// (from the host, to the host) until the listener has been handed over.
+    handoff: Option<(OwnedFd, OwnedFd)>,
+    first_only_used: bool,
+    interrupts: u32,
+}
+
+/// What a polled descriptor is for.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Handoff,
+    Listener,
+    Pump(usize),
+}
+
+/// How long to wait before looking again whether the script has read the keys it was given.
+const GATE_RECHECK_MS: libc::c_long = 20;
+
+impl Supervisor {
+    fn run(mut self) -> ! {
+        // The host may have ended before the signalfd existed.
+        if let Some(ending) = self.children.collect() {
+            self.finish(ending);
+        }
+        loop {
+            let mut polls: Vec<libc::pollfd> = Vec::new();
+            let mut sources: Vec<Source> = Vec::new();
+            let mut add = |fd: RawFd, events: libc::c_short, source: Source| {
+                polls.push(libc::pollfd { fd, events, revents: 0 });
+                sources.push(source);
+            };
+            add(self.signals.raw(), libc::POLLIN, Source::Signals);
+            if let Some((from_host, _)) = &self.handoff {
+                add(from_host.as_raw_fd(), libc::POLLIN, Source::Handoff);
+            }
+            if let Some(listener) = &self.listener {
+                add(listener.as_raw_fd(), libc::POLLIN, Source::Listener);
+            }
+            let mut gated = false;
+            for (index, pump) in self.relay.pumps.iter().enumerate() {
+                gated |= pump.is_gated();
+                if let Some((fd, events)) = pump.interest() {
+                    add(fd, events, Source::Pump(index));
+                }
+            }
+            let timeout = libc::timespec { tv_sec: 0, tv_nsec: GATE_RECHECK_MS * 1_000_000 };
+            let timeout_pointer = if gated { &timeout as *const libc::timespec } else { std::ptr::null() };
+            // SAFETY: the pollfds are ours; the timeout is null or points at a live timespec.
+            let ready = unsafe {
+                libc::ppoll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_pointer, std::ptr::null())
+            };
+            if ready < 0 {
+                continue;
+            }
+            for (poll, source) in polls.iter().zip(sources) {
+                if poll.revents == 0 {
+                    continue;
+                }
+                match source {
+                    Source::Signals => self.on_signals(),
+                    Source::Handoff => self.take_listener(),
+                    Source::Listener if poll.revents & libc::POLLIN != 0 => self.on_notification(),
+                    // POLLHUP: no process is left under the filter; SIGCHLD follows.
+                    Source::Listener => self.listener = None,
+                    Source::Pump(index) => {
+                        if let Some(pump) = self.relay.pumps.get_mut(index) {
+                            if pump.run() == Step::Stopped {
+                                if let Some(problem) = pump.take_problem() {
+                                    self.reporter.line(&problem);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        while let Some(signal) = self.signals.next() {
+            match signal {
+                libc::SIGCHLD => {
+                    if let Some(ending) = self.children.collect() {
+                        self.finish(ending);
+                    }
+                }
+                libc::SIGINT | libc::SIGQUIT => {
+                    self.interrupts += 1;
+                    if self.interrupts == 1 {
+                        self.children.forward(signal);
+                    } else {
+                        self.terminate(signal);
+                    }
+                }
+                libc::SIGTERM | libc::SIGHUP => self.terminate(signal),
+                libc::SIGWINCH => self.relay.copy_window_size(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The host sent its listener's number: take a copy (pidfd_getfd), harden, acknowledge.
+    fn take_listener(&mut self) {
+        let Some((from_host, to_host)) = self.handoff.take() else { return };
+        let number = match sys::read_word(from_host.as_raw_fd()) {
+            Ok(Some(number)) => number,
+            // The host failed before installing its filter; it has said why, and will exit.
+            Ok(None) | Err(_) => return,
+        };
+        let host = self.children.host;
+        // SAFETY: pidfd_open and pidfd_getfd take integers; the results are fresh descriptors.
+        let listener = unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, host, 0);
+            let pidfd = sys::adopt(pidfd as libc::c_int);
+            pidfd.and_then(|pidfd| {
+                sys::adopt(libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), number, 0) as libc::c_int)
+            })
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                let errno = error.raw_os_error().unwrap_or(libc::EPERM);
+                let _ = sys::write_all(to_host.as_raw_fd(), &errno.to_ne_bytes());
+                return;
+            }
+        };
+        if let Err(error) = hardening::harden(self.config.root_identity, self.config.output_limit) {
+            self.reporter.line(&format!("cannot harden the supervisor: {error}"));
+            self.children.end_all();
+            self.relay.restore_terminal();
+            sys::exit_now(1);
+        }
+        if sys::write_all(to_host.as_raw_fd(), &0i32.to_ne_bytes()).is_ok() {
+            self.listener = Some(listener);
+        }
+    }
+
+    fn on_notification(&mut self) {
+        let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let Some(notification) = refusals::receive(listener) else { return };
+        let data = notification.data;
+        let kind = self.config.program.notification_kind(data.nr, data.arch, data.args);
+        if kind == NotificationKind::FirstOnly && !self.first_only_used {
+            self.first_only_used = true;
+            let _ = refusals::answer(listener, notification.id, true);
+            return;
+        }
+        let mut what = refusals::describe(self.config.program, &data);
+        if kind == NotificationKind::FirstOnly {
+            what.push_str(" (only the launcher's first one is allowed)");
+        }
+        let kill = self.config.on_refusal == OnRefusal::Kill;
+        if self.reporter.is_new(&what) || kill {
+            self.relay.flush_ready();
+            self.reporter.line(&format!("sandbox refused {what}"));
+        }
+        if kill {
+            self.terminate(libc::SIGSYS);
+        }
+        let _ = refusals::answer(listener, notification.id, false);
+    }
+
+    /// The host's main process has ended: end every other process, deliver the last output,
+    /// and exit as the host did.
+    fn finish(&mut self, ending: Ending) -> ! {
+        self.children.end_all();
+        self.relay.finish();
+        ending.imitate()
+    }
+
+    /// The run is cut short (SIGTERM, SIGHUP, a second SIGINT, kill-on-deny): end every process
+    /// of the sandbox, deliver what it wrote, and end by `signal`.
+    fn terminate(&mut self, signal: libc::c_int) -> ! {
+        self.children.end_all();
+        self.relay.finish();
+        signals::die_by(signal)
+    }
+}

@@ -1,0 +1,109 @@
+//! Thin, checked wrappers over the few system calls the supervisor repeats.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The last OS error, as `io::Error`.
+pub(crate) fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// Turns a -1 return into the OS error.
+pub(crate) fn check(result: libc::c_int) -> io::Result<libc::c_int> {
+    if result < 0 {
+        Err(last_error())
+    } else {
+        Ok(result)
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Adopts a descriptor a system call just returned.
+pub(crate) fn adopt(result: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(result)?;
+    // SAFETY: the caller passes the return value of a call that created a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes a descriptor of ours non-blocking (never one of the caller's: its flags are shared).
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL read and set the flags of a descriptor we own.
+    unsafe {
+        let flags = check(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        check(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is ready for `events`, retrying on EINTR.
+pub(crate) fn wait_for(fd: RawFd, events: libc::c_short) {
+    let mut poll = libc::pollfd { fd, events, revents: 0 };
+    // SAFETY: one pollfd we own; no timeout.
+    while unsafe { libc::poll(&mut poll, 1, -1) } < 0 && last_error().kind() == io::ErrorKind::Interrupted {}
+}
+
+/// Writes everything, waiting when the descriptor is non-blocking and full. Errors end it.
+pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: the slice is valid for its length.
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if written < 0 {
+            let error = last_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    wait_for(fd, libc::POLLOUT);
+                    continue;
+                }
+                _ => return Err(error),
+            }
+        }
+        bytes = &bytes[written as usize..];
+    }
+    Ok(())
+}
+
+/// Reads exactly 4 bytes; `None` when the other side closed first.
+pub(crate) fn read_word(fd: RawFd) -> io::Result<Option<i32>> {
+    let mut buffer = [0u8; 4];
+    let mut filled = 0;
+    while filled < buffer.len() {
+        // SAFETY: the buffer is valid for the remaining length.
+        let result = unsafe { libc::read(fd, buffer[filled..].as_mut_ptr().cast(), buffer.len() - filled) };
+        if result < 0 {
+            let error = last_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if result == 0 {
+            return Ok(None);
+        }
+        filled += result as usize;
+    }
+    Ok(Some(i32::from_ne_bytes(buffer)))
+}
+
+/// Sends `signal` to every process of the sandbox's process group. Harmless once it is empty:
+/// its number stays reserved while any member is unreaped, and the supervisor stops sending
+/// once it has reaped them all.
+pub(crate) fn signal_group(group: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill takes integers only.
+    unsafe { libc::kill(-group, signal) };
+}
+
+/// Exits at once: no atexit handlers or runtime teardown, which would make calls the
+/// supervisor's filter does not allow.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process; nothing of ours needs flushing (stderr is unbuffered).
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,77 @@
+//! The caller's terminal while a private pseudo-terminal stands in for it, as `sudo` does
+//! with `use_pty`: the caller's terminal is switched to raw mode (so that every key, Ctrl-C
+//! included, goes to the private terminal, whose line discipline then acts for the script),
+//! and restored exactly when the run ends.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::sys;
+
+/// The caller's terminal in raw mode, with the modes to restore.
+pub(crate) struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+/// The terminal modes of `fd`, if it is a terminal.
+pub(crate) fn modes(fd: RawFd) -> Option<libc::termios> {
+    // SAFETY: an all-zero termios is valid storage; tcgetattr fills it or fails.
+    let mut modes: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `modes` is writable; a non-terminal fails with ENOTTY.
+    (unsafe { libc::tcgetattr(fd, &mut modes) } == 0).then_some(modes)
+}
+
+/// Whether the supervisor's process group owns the terminal on `fd` (a job in the background
+/// must not read it or change its modes).
+pub(crate) fn in_foreground(fd: RawFd) -> bool {
+    // SAFETY: tcgetpgrp and getpgrp take and return integers.
+    unsafe { libc::tcgetpgrp(fd) == libc::getpgrp() }
+}
+
+impl RawMode {
+    /// Switches `fd` to raw mode; `None` when it is not a terminal or cannot be changed.
+    pub(crate) fn enter(fd: RawFd) -> Option<RawMode> {
+        let saved = modes(fd)?;
+        let mut raw = saved;
+        raw.c_iflag &= !(libc::IGNBRK
+            | libc::BRKINT
+            | libc::PARMRK
+            | libc::ISTRIP
+            | libc::INLCR
+            | libc::IGNCR
+            | libc::ICRNL
+            | libc::IXON);
+        raw.c_oflag &= !libc::OPOST;
+        raw.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+        raw.c_cc[libc::VMIN] = 1;
+        raw.c_cc[libc::VTIME] = 0;
+        // SAFETY: `raw` is a complete termios copied from the terminal's own.
+        (unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &raw) } == 0).then_some(RawMode { fd, saved })
+    }
+
+    /// Puts the caller's modes back; input typed meanwhile stays queued for the caller.
+    pub(crate) fn restore(&self) {
+        // SAFETY: `saved` is the termios read from this terminal.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSADRAIN, &self.saved) };
+    }
+}
+
+/// Copies the window size of the caller's terminal to the private one (the kernel then sends
+/// SIGWINCH to the script's process group).
+pub(crate) fn copy_window_size(from: RawFd, to: RawFd) {
+    // SAFETY: an all-zero winsize is valid storage.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills `size`; TIOCSWINSZ reads it.
+    unsafe {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut size) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
+/// Applies `modes` to the private terminal (its slave side), before the script starts.
+pub(crate) fn set_modes(fd: RawFd, modes: &libc::termios) -> io::Result<()> {
+    // SAFETY: `modes` is a complete termios read from the caller's terminal.
+    sys::check(unsafe { libc::tcsetattr(fd, libc::TCSANOW, modes) }).map(|_| ())
+}
