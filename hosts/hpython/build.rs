@@ -31,7 +31,7 @@ fn main() {
             panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
         }
     };
-    let store_only = std::env::var_os("H_STORE_ONLY").is_some_and(|value| !value.is_empty() && value != "0");
+    let store_only = h_resolve::store_only_requested();
     let cache = Path::new("/etc/ld.so.cache");
     if !store_only && cache.is_file() {
         // Saves the loader a walk of every default directory on each extension-module import.
