@@ -8,6 +8,7 @@
 //! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 
 mod constants;
+mod fakestore;
 mod filters;
 mod nixcheck;
 mod verify;
