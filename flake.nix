@@ -2,7 +2,7 @@
   description = "h: hardened script hosts (hlua, hpython, hnode, hsh) running untrusted scripts under rlimits, no capabilities, no_new_privs, landlock and seccomp";
 
   # One input. Refresh the pin on a networked machine with
-  #   nix flake lock --update-input nixpkgs
+  #   nix flake update nixpkgs
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs =
@@ -32,9 +32,10 @@
       hFor = system: (pkgsFor system).callPackage ./nix/packages.nix { };
     in
     {
-      # Another flake pins h with an input and this overlay: pkgs.h.hlua, ..., pkgs.h.all,
-      # built with that flake's nixpkgs (its python3, nodejs and bash end up in the policies).
-      overlays.default = final: prev: { h = final.callPackage ./nix/packages.nix { }; };
+      # Another flake pins h with an input and this overlay: pkgs.hScriptHosts.hlua, ...,
+      # pkgs.hScriptHosts.all, built with that flake's nixpkgs (its python3, nodejs and bash end
+      # up in the policies). Not `pkgs.h`: nixpkgs has a package of that name.
+      overlays.default = final: prev: { hScriptHosts = final.callPackage ./nix/packages.nix { }; };
 
       packages = forAllSystems (
         system:
@@ -48,25 +49,31 @@
         system:
         let
           h = hFor system;
+          app = host: {
+            type = "app";
+            program = "${h.${host}}/bin/${host}";
+            meta.description = h.${host}.meta.description;
+          };
         in
         builtins.listToAttrs (
           map (host: {
             name = host;
-            value = {
-              type = "app";
-              program = "${h.${host}}/bin/${host}";
-              meta.description = h.${host}.meta.description;
-            };
+            value = app host;
           }) names.hosts
         )
+        # `nix run` without a name: hlua, the host of the README's demo.
+        // {
+          default = app "hlua";
+        }
       );
 
       devShells = forAllSystems (system: {
         default = (pkgsFor system).callPackage ./nix/devshell.nix { };
       });
 
-      # RFC-style nixfmt (formerly nixfmt-rfc-style, now nixpkgs' `nixfmt`).
-      formatter = forAllSystems (system: (pkgsFor system).nixfmt);
+      # `nix fmt`: nixfmt (RFC style) over the whole tree; nixfmt alone formats only the files
+      # it is given, nixfmt-tree (treefmt configured with nixfmt) walks the tree.
+      formatter = forAllSystems (system: (pkgsFor system).nixfmt-tree);
 
       checks = forAllSystems (
         system:

@@ -5,11 +5,11 @@
 # `H_STORE_ONLY=1` (set for every host in ./package.nix) makes resolution fail if any resolved
 # path lies outside /nix/store, so nothing from /usr can leak into a Nix-built policy.
 #
-# `controls` maps the bare interpreters the case harness (testkit) starts for its control runs
-# to store paths; the VM tests link them there. A bare name is looked up on
-# /usr/local/bin:/usr/bin:/bin (linked as /usr/local/bin/NAME); an absolute path (hpython's
-# harness names Debian's /usr/bin/python3.11) is linked as it stands. Only the control runs use
-# these links; the hosts themselves use the store paths compiled into them.
+# `controls` maps the bare interpreters the case harness (testkit) starts for its control runs,
+# and the cases run by name, to store paths; the VM tests link them as /usr/local/bin/NAME (the
+# harness's PATH is /usr/local/bin:/usr/bin:/bin). hpython's harness names the interpreter its
+# build resolved (a store path), so it needs no link. The hosts themselves use the store paths
+# compiled into them.
 #
 # `probes` are the scripts the VM tests run directly, outside the case harness, on the kernel
 # without landlock (see ./kernels.nix): with --allow-degraded, seccomp alone must still stop
@@ -69,7 +69,6 @@ in
     controls = {
       python3 = python;
       "python${python3.pythonVersion}" = python;
-      "/usr/bin/python3.11" = python;
     };
     control = python;
     probes = {

@@ -1,5 +1,6 @@
-# Every host that has landed in hosts/, plus `all` (the flake's `default`): one symlinkJoin.
-# Used both by the flake's `packages` and by `overlays.default` (as `pkgs.h`).
+# Every host that has landed in hosts/, plus `all` (the flake's `default`): one symlinkJoin,
+# whose main program is hlua (`nix run` without a name plays examples/fun.lua's host).
+# Used both by the flake's `packages` and by `overlays.default` (as `pkgs.hScriptHosts`).
 {
   lib,
   callPackage,
@@ -18,6 +19,7 @@ hosts
     meta = {
       description = "h: hardened script hosts (${lib.concatStringsSep ", " names.hosts})";
       license = lib.licenses.mit;
+      mainProgram = "hlua";
       platforms = lib.platforms.linux;
     };
   };

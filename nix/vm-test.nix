@@ -10,7 +10,29 @@
   cases,
 }:
 let
-  hostNames = lib.attrNames hostPackages;
+  # The port of the listener the network probes aim at (their scripts name it too).
+  listenerPort = 8000;
+  # What each case declares it needs (`[needs]` in its test.toml: programs on the case PATH,
+  # files, a landlock ABI), read here and checked inside the VM, which skips what it cannot
+  # provide: NixOS has no /lib/x86_64-linux-gnu or /usr/bin/id, and linux-6_1 has ABI 2.
+  caseNeeds =
+    host:
+    lib.concatMap (
+      folder:
+      let
+        dir = ../hosts + "/${host}/${folder}";
+        cases = lib.attrNames (lib.filterAttrs (_: type: type == "directory") (builtins.readDir dir));
+      in
+      lib.optionals (builtins.pathExists dir) (
+        map (case: {
+          name = "${host}/${folder}/${case}";
+          needs = (lib.importTOML (dir + "/${case}/test.toml")).needs or { };
+        }) cases
+      )
+    ) [
+      "cases"
+      "attacks"
+    ];
   info = lib.mapAttrs (
     host: package:
     let
@@ -19,6 +41,7 @@ let
     {
       binary = lib.getExe package;
       inherit (package.passthru) control;
+      needs = builtins.filter (case: case.needs != { }) (caseNeeds host);
       probes = lib.mapAttrs (
         probe: spec:
         spec
@@ -39,6 +62,7 @@ let
       abiMax
       runCases
       ;
+    inherit listenerPort;
   };
 in
 pkgs.testers.runNixOSTest {
@@ -64,17 +88,13 @@ pkgs.testers.runNixOSTest {
 
       # The case harness runs its control runs with PATH=/usr/local/bin:/usr/bin:/bin.
       systemd.tmpfiles.rules = lib.mapAttrsToList (
-        command: target:
-        let
-          link = if lib.hasPrefix "/" command then command else "/usr/local/bin/${command}";
-        in
-        "L+ ${link} - - - - ${target}"
+        command: target: "L+ /usr/local/bin/${command} - - - - ${target}"
       ) controls;
 
       # A listener for the network probes: the control run must reach it, the host must not.
       systemd.services.h-listener = {
         wantedBy = [ "multi-user.target" ];
-        serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server 8000 --bind 127.0.0.1";
+        serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server ${toString listenerPort} --bind 127.0.0.1";
       };
 
       virtualisation = {
@@ -91,11 +111,30 @@ pkgs.testers.runNixOSTest {
     hosts = json.loads(${builtins.toJSON (builtins.toJSON info)})
     expect = json.loads(${builtins.toJSON (builtins.toJSON expectations)})
     cases = "${cases}/share/h-cases"
+    # The PATH the case harness gives every run (h-testkit).
+    case_path = "/usr/local/bin:/usr/bin:/bin"
 
 
-    def as_tester(command, **kwargs):
+    def as_tester(command: str, timeout: int = 900) -> tuple[int, str]:
         """Runs COMMAND as the unprivileged user; returns (status, stdout+stderr)."""
-        return machine.execute(f"runuser -u tester -- sh -c {shlex.quote(command)} 2>&1", **kwargs)
+        return machine.execute(f"runuser -u tester -- sh -c {shlex.quote(command)} 2>&1", timeout=timeout)
+
+
+    def unmet(needs: dict, abi: int) -> str | None:
+        """Why a case with these declared needs cannot hold on this machine; None if it can."""
+        wanted = needs.get("landlock_abi")
+        if wanted is not None and abi < wanted:
+            return f"needs landlock ABI {wanted}, this kernel has {abi}"
+        for program in needs.get("programs", []):
+            if as_tester(f"export PATH={case_path}; command -v {shlex.quote(program)}")[0] != 0:
+                return f"needs {program} on {case_path}"
+        for path in needs.get("files", []):
+            if machine.execute(f"test -e {shlex.quote(path)}")[0] != 0:
+                return f"needs {path}"
+        choices = needs.get("any_file", [])
+        if choices and all(machine.execute(f"test -e {shlex.quote(path)}")[0] != 0 for path in choices):
+            return f"needs one of {', '.join(choices)}"
+        return None
 
 
     def feature(policy, text, enforced):
@@ -109,6 +148,7 @@ pkgs.testers.runNixOSTest {
     assert release.startswith(expect["kernelPrefix"]), f"booted {release}, wanted {expect['kernelPrefix']}*"
     machine.succeed("install -d -m 755 /srv/probe && touch /srv/probe/empty && chmod 644 /srv/probe/empty")
     summary = []
+    abi = 0
 
     for host, info in sorted(hosts.items()):
         binary = info["binary"]
@@ -144,6 +184,9 @@ pkgs.testers.runNixOSTest {
                 summary.append(f"{host}: no landlock, refused without --allow-degraded")
 
         if not expect["landlock"]:
+            # The network probes' control runs must reach the listener: wait until it listens.
+            machine.wait_for_unit("h-listener.service")
+            machine.wait_for_open_port(expect["listenerPort"], "127.0.0.1")
             for probe, spec in sorted(info["probes"].items()):
                 with subtest(f"{host}: seccomp alone stops the {probe} probe"):
                     run = f"env H_SECRET=leak {{}} {spec['script']}; echo \"status=$?\""
@@ -175,7 +218,12 @@ pkgs.testers.runNixOSTest {
                     f"install -D -m 755 {binary} {target}",
                     f"chmod a+rx $(dirname {crate}) $(dirname {target})",
                 )
-                status, output = as_tester(f"{source}/harness", timeout=3600)
+                skips = []
+                for case in info["needs"]:
+                    reason = unmet(case["needs"], abi)
+                    if reason is not None:
+                        skips.append(f"--skip {shlex.quote(case['name'] + ':' + reason)}")
+                status, output = as_tester(f"{source}/harness {' '.join(skips)}", timeout=3600)
                 print(output)
                 counts = re.search(r"(\d+) passed, (\d+) failed", output)
                 assert counts is not None, f"{host}: the harness printed no count"

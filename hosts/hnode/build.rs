@@ -59,9 +59,9 @@ fn openssl_config(node: &std::path::Path, closure: &[RuntimeFile]) -> Option<Pat
         let Some(end) = rest.iter().position(|&byte| byte == b'"') else { continue };
         let directory = PathBuf::from(String::from_utf8_lossy(&rest[..end]).into_owned());
         let config = directory.join("openssl.cnf");
-        let store_only = std::env::var_os("H_STORE_ONLY").is_some_and(|value| !value.is_empty() && value != "0");
+        let store_only = h_resolve::store_only_requested();
         return match std::fs::canonicalize(&config) {
-            Ok(path) if path.is_file() && (!store_only || path.starts_with("/nix/store/")) => Some(path),
+            Ok(path) if path.is_file() && (!store_only || path.starts_with(h_resolve::store_dir())) => Some(path),
             _ => None,
         };
     }

@@ -31,7 +31,7 @@ fn main() {
             panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
         }
     };
-    let store_only = std::env::var_os("H_STORE_ONLY").is_some_and(|value| !value.is_empty() && value != "0");
+    let store_only = h_resolve::store_only_requested();
     let cache = Path::new("/etc/ld.so.cache");
     if !store_only && cache.is_file() {
         // Saves the loader a walk of every default directory on each extension-module import.
@@ -61,6 +61,11 @@ fn main() {
     if let Err(error) = std::fs::write(&target, constants) {
         panic!("hpython: cannot write {}: {error}", target.display());
     }
+    // For the case harness (tests/cases.rs): the bare interpreter of the control runs, and the
+    // libpython file name the print-policy case expects (no version is written in a case).
+    println!("cargo:rustc-env=H_PYTHON_EXECUTABLE={}", layout.executable.display());
+    let libpython_name = layout.libpython.file_name().map(|name| name.to_string_lossy().into_owned());
+    println!("cargo:rustc-env=H_LIBPYTHON={}", libpython_name.unwrap_or_default());
     // Load exactly the libpython that was resolved, even where the loader's default search
     // would find another one first (pyenv, a Nix store path).
     println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", layout.libdir.display());

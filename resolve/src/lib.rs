@@ -1,13 +1,15 @@
 //! Finds, at build time, the exact files an interpreter reads at run time, and renders them as
 //! the Rust table a host compiles in (`RUNTIME_FILES`). Used by the hosts' `build.rs`, so a host
 //! never builds without its table; `H_STORE_ONLY=1` (the Nix build) rejects any path outside
-//! `/nix/store`.
+//! the store (`NIX_STORE`, else `/nix/store`) and never searches the host's library directories.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+mod elf;
 pub mod python;
+
+pub use elf::{default_library_dirs, elf_closure, elf_closure_with, store_dir, store_only_requested, Search};
 
 /// Access a runtime file gets, by the name of `h_sandbox::FsAccess`'s variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,10 +37,27 @@ pub struct RuntimeFile {
 
 #[derive(Debug)]
 pub enum ResolveError {
-    Read { path: PathBuf, source: std::io::Error },
-    Parse { path: PathBuf, message: String },
-    Missing { library: String, needed_by: PathBuf },
-    OutsideStore { path: PathBuf },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    /// A `DT_NEEDED` name matched no loaded object and was not found in `searched`.
+    Missing {
+        library: String,
+        needed_by: PathBuf,
+        searched: Vec<PathBuf>,
+        store_only: bool,
+    },
+    /// A file outside the store, in store mode (`H_STORE_ONLY`).
+    OutsideStore {
+        path: PathBuf,
+        needed_by: Option<PathBuf>,
+        store: PathBuf,
+    },
 }
 
 impl std::fmt::Display for ResolveError {
@@ -50,11 +69,25 @@ impl std::fmt::Display for ResolveError {
             ResolveError::Parse { path, message } => {
                 write!(f, "cannot parse ELF {}: {message}", path.display())
             }
-            ResolveError::Missing { library, needed_by } => {
-                write!(f, "{library} (needed by {}) not found", needed_by.display())
+            ResolveError::Missing { library, needed_by, searched, store_only } => {
+                let dirs: Vec<String> = searched.iter().map(|dir| dir.display().to_string()).collect();
+                write!(
+                    f,
+                    "{library} (needed by {}) matches no loaded object and is not in [{}]",
+                    needed_by.display(),
+                    dirs.join(", ")
+                )?;
+                if *store_only {
+                    write!(f, "; H_STORE_ONLY is set, so the host's default library directories are not searched")?;
+                }
+                Ok(())
             }
-            ResolveError::OutsideStore { path } => {
-                write!(f, "{} is outside /nix/store, but H_STORE_ONLY is set", path.display())
+            ResolveError::OutsideStore { path, needed_by, store } => {
+                write!(f, "{} is outside {}", path.display(), store.display())?;
+                if let Some(needed_by) = needed_by {
+                    write!(f, " (needed by {})", needed_by.display())?;
+                }
+                write!(f, ", but H_STORE_ONLY is set")
             }
         }
     }
@@ -62,80 +95,14 @@ impl std::fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
-/// The multiarch directories the dynamic loader searches by default on Debian-like systems.
-fn default_library_dirs() -> Vec<PathBuf> {
-    let triplet = match std::env::consts::ARCH {
-        "aarch64" => "aarch64-linux-gnu",
-        _ => "x86_64-linux-gnu",
-    };
-    [
-        format!("/lib/{triplet}"),
-        format!("/usr/lib/{triplet}"),
-        "/lib64".to_string(),
-        "/usr/lib64".to_string(),
-        "/lib".to_string(),
-        "/usr/lib".to_string(),
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .collect()
-}
-
-fn expand_origin(entry: &str, object: &Path) -> PathBuf {
-    let origin = object.parent().map(|dir| dir.to_string_lossy().into_owned()).unwrap_or_default();
-    PathBuf::from(entry.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin))
-}
-
-/// The ELF closure of `objects`: each object, its program interpreter and every DT_NEEDED
-/// library, recursively, resolved through RPATH/RUNPATH and the default directories.
-/// Returned canonical (symlinks resolved), sorted, without duplicates.
-pub fn elf_closure(objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
-    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut pending: Vec<PathBuf> = objects.to_vec();
-    while let Some(object) = pending.pop() {
-        let canonical =
-            std::fs::canonicalize(&object).map_err(|source| ResolveError::Read { path: object.clone(), source })?;
-        if !seen.insert(canonical.clone()) {
-            continue;
-        }
-        let bytes =
-            std::fs::read(&canonical).map_err(|source| ResolveError::Read { path: canonical.clone(), source })?;
-        let elf = goblin::elf::Elf::parse(&bytes)
-            .map_err(|error| ResolveError::Parse { path: canonical.clone(), message: error.to_string() })?;
-        if let Some(interpreter) = elf.interpreter {
-            pending.push(PathBuf::from(interpreter));
-        }
-        let mut search: Vec<PathBuf> = Vec::new();
-        if elf.runpaths.is_empty() {
-            search
-                .extend(elf.rpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
-        }
-        search.extend(elf.runpaths.iter().flat_map(|list| list.split(':')).map(|entry| expand_origin(entry, &object)));
-        search.extend(default_library_dirs());
-        for library in &elf.libraries {
-            let found = if library.contains('/') {
-                Some(PathBuf::from(library))
-            } else {
-                search.iter().map(|dir| dir.join(library)).find(|candidate| candidate.is_file())
-            };
-            match found {
-                Some(path) => pending.push(path),
-                None => {
-                    return Err(ResolveError::Missing { library: library.to_string(), needed_by: canonical.clone() })
-                }
-            }
-        }
-    }
-    Ok(seen.into_iter().collect())
-}
-
-/// Fails when `H_STORE_ONLY` is set and a path lies outside `/nix/store`.
+/// Fails when `H_STORE_ONLY` is set and a path lies outside the store ([`store_dir`]).
 pub fn check_store_only(files: &[RuntimeFile]) -> Result<(), ResolveError> {
-    if std::env::var_os("H_STORE_ONLY").is_none_or(|value| value.is_empty() || value == "0") {
+    if !store_only_requested() {
         return Ok(());
     }
-    match files.iter().find(|file| !file.path.starts_with("/nix/store/")) {
-        Some(file) => Err(ResolveError::OutsideStore { path: file.path.clone() }),
+    let store = store_dir();
+    match files.iter().find(|file| !file.path.starts_with(&store)) {
+        Some(file) => Err(ResolveError::OutsideStore { path: file.path.clone(), needed_by: None, store }),
         None => Ok(()),
     }
 }
@@ -162,7 +129,7 @@ pub fn render_table(files: &[RuntimeFile]) -> String {
 /// cargo rerun when any listed environment variable or file changes. Panics (failing the build)
 /// on an empty table or a store violation: a host is never built without its table.
 pub fn write_for_build(files: &[RuntimeFile], env_vars: &[&str]) {
-    for var in env_vars.iter().chain(["H_STORE_ONLY"].iter()) {
+    for var in env_vars.iter().chain(["H_STORE_ONLY", "NIX_STORE"].iter()) {
         println!("cargo:rerun-if-env-changed={var}");
     }
     assert!(!files.is_empty(), "h-resolve: empty runtime table");
@@ -239,7 +206,7 @@ mod tests {
 
     #[test]
     fn closure_of_bash_has_its_loader_and_libc() {
-        let closure = elf_closure(&[PathBuf::from("/usr/bin/bash")]).unwrap();
+        let closure = elf_closure_with(&Search::host(), &[PathBuf::from("/usr/bin/bash")]).unwrap();
         assert!(closure.iter().any(|path| path.to_string_lossy().contains("ld-linux")), "{closure:?}");
         assert!(closure.iter().any(|path| path.to_string_lossy().contains("libc.so")), "{closure:?}");
         assert!(closure.iter().all(|path| path.is_absolute()));

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{elf_closure, Access, ResolveError, RuntimeFile};
+use crate::{elf_closure_with, Access, ResolveError, RuntimeFile, Search};
 
 /// The layout of one Python installation, as its executable reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +127,16 @@ fn extension_modules(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
 /// The runtime table of an embedded CPython: the stdlib and lib-dynload directories, libpython,
 /// the ELF closure of libpython and of every extension module, and OpenSSL's configuration.
 /// Every path is canonical; a file inside an already listed directory is not listed again.
+/// Store mode when `H_STORE_ONLY` is set ([`Search::from_env`]).
 pub fn runtime_files(layout: &PythonLayout) -> Result<Vec<RuntimeFile>, ResolveError> {
+    runtime_files_with(layout, &Search::from_env())
+}
+
+/// [`runtime_files`] under `search`. The libraries are resolved in the namespace of the Python
+/// executable (its program interpreter is the one already loaded, as in the host), which is
+/// itself not listed. In store mode an OpenSSL configuration outside the store is left out:
+/// it is the file of another system, which the interpreter does not find where it runs.
+pub fn runtime_files_with(layout: &PythonLayout, search: &Search) -> Result<Vec<RuntimeFile>, ResolveError> {
     let mut files: Vec<RuntimeFile> = Vec::new();
     let stdlib = canonical(&layout.stdlib)?;
     let dynload = canonical(&layout.lib_dynload)?;
@@ -144,11 +153,12 @@ pub fn runtime_files(layout: &PythonLayout) -> Result<Vec<RuntimeFile>, ResolveE
             why: "the standard library's extension modules (lib-dynload)".into(),
         });
     }
-    let mut objects = vec![layout.libpython.clone()];
+    let executable = canonical(&layout.executable)?;
+    let mut objects = vec![executable.clone(), layout.libpython.clone()];
     objects.extend(extension_modules(&layout.lib_dynload)?);
     let libpython = canonical(&layout.libpython)?;
-    for library in elf_closure(&objects)? {
-        if library.starts_with(&stdlib) || library.starts_with(&dynload) {
+    for library in elf_closure_with(search, &objects)? {
+        if library == executable || library.starts_with(&stdlib) || library.starts_with(&dynload) {
             continue;
         }
         let why = if library == libpython {
@@ -158,9 +168,10 @@ pub fn runtime_files(layout: &PythonLayout) -> Result<Vec<RuntimeFile>, ResolveE
         };
         files.push(RuntimeFile { path: library, access: Access::Read, why });
     }
-    if let Some(cnf) = &layout.openssl_cnf {
+    let cnf = layout.openssl_cnf.as_deref().map(canonical).transpose()?;
+    if let Some(cnf) = cnf.filter(|cnf| search.store.as_ref().is_none_or(|store| cnf.starts_with(store))) {
         files.push(RuntimeFile {
-            path: canonical(cnf)?,
+            path: cnf,
             access: Access::Read,
             why: "OpenSSL's configuration, read when ssl or hashlib loads libcrypto".into(),
         });
@@ -184,7 +195,7 @@ mod tests {
         let layout = layout(Path::new(SYSTEM_PYTHON)).unwrap();
         assert_eq!(layout.version, "3.11");
         assert!(layout.stdlib.join("os.py").is_file(), "{layout:?}");
-        let files = runtime_files(&layout).unwrap();
+        let files = runtime_files_with(&layout, &Search::host()).unwrap();
         let has = |needle: &str| files.iter().any(|file| file.path.to_string_lossy().contains(needle));
         assert!(has("libpython3.11"), "{files:?}");
         assert!(has("libc.so"), "{files:?}");

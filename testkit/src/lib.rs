@@ -42,6 +42,25 @@ pub struct Expect {
     pub absent: Vec<String>,
 }
 
+/// What a case needs from the machine it runs on besides its host: runners that cannot
+/// provide it (the NixOS VM tests, the QEMU guest) skip the case and say why. `cargo xtask
+/// test` provides everything and runs every case.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Needs {
+    /// Programs found on the case's PATH (`/usr/local/bin:/usr/bin:/bin`).
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// Files that must all exist (absolute paths).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Files of which at least one must exist (one per architecture or distribution).
+    #[serde(default)]
+    pub any_file: Vec<String>,
+    /// The landlock ABI the case's expectations rely on (1: filesystem, 4: TCP, 6: scopes).
+    pub landlock_abi: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
@@ -80,6 +99,41 @@ pub struct Case {
     /// The same run again with `--kill-on-deny`: what the sandbox shows when the first refused
     /// call ends it (typically death by SIGSYS and the refusal line).
     pub kill_on_deny: Option<Expect>,
+    /// What the case needs from the machine (see [`Needs`]).
+    #[serde(default)]
+    pub needs: Needs,
+}
+
+impl Expect {
+    /// Replaces each `(name, value)` of `vars` in every expected text.
+    fn substitute(&mut self, vars: &[(&str, &str)]) {
+        let replace = |text: &mut String| {
+            for (name, value) in vars {
+                *text = text.replace(name, value);
+            }
+        };
+        self.stdout.iter_mut().for_each(replace);
+        for list in [&mut self.stdout_contains, &mut self.stdout_lacks, &mut self.stderr_contains] {
+            list.iter_mut().for_each(replace);
+        }
+    }
+}
+
+impl Case {
+    /// Reads `test.toml` of `case_dir`, with `vars` substituted in its expectations.
+    pub fn load(case_dir: &Path, vars: &[(&str, &str)]) -> Result<Case, String> {
+        let path = case_dir.join("test.toml");
+        let text = std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let mut case: Case = toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+        case.expect.substitute(vars);
+        if let Some(control) = case.control.as_mut() {
+            control.substitute(vars);
+        }
+        if let Some(kill_on_deny) = case.kill_on_deny.as_mut() {
+            kill_on_deny.substitute(vars);
+        }
+        Ok(case)
+    }
 }
 
 fn default_script() -> String {
@@ -101,6 +155,36 @@ pub struct Suite<'a> {
     pub manifest_dir: &'a str,
     /// Case folders inside it; those named `attacks` require control runs.
     pub folders: &'a [&'a str],
+    /// Values known only at build time, substituted in the cases' expectations: e.g.
+    /// `("$LIBPYTHON", env!("H_LIBPYTHON"))`, so that no interpreter version is a literal.
+    pub vars: &'a [(&'a str, &'a str)],
+}
+
+/// The command line of a case harness: an optional filter (a substring of `HOST/FOLDER/NAME`)
+/// and any number of `--skip NAME` (exact names, with the reason after a colon:
+/// `--skip 'hsh/cases/signal-scope:needs landlock ABI 6'`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Arguments {
+    pub filter: Option<String>,
+    pub skip: Vec<(String, String)>,
+}
+
+impl Arguments {
+    pub fn parse(arguments: impl IntoIterator<Item = String>) -> Arguments {
+        let mut parsed = Arguments::default();
+        let mut iter = arguments.into_iter();
+        while let Some(argument) = iter.next() {
+            if argument == "--skip" {
+                if let Some(value) = iter.next() {
+                    let (name, reason) = value.split_once(':').unwrap_or((value.as_str(), "skipped by the runner"));
+                    parsed.skip.push((name.to_string(), reason.to_string()));
+                }
+            } else if !argument.starts_with('-') && parsed.filter.is_none() {
+                parsed.filter = Some(argument);
+            }
+        }
+        parsed
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -383,7 +467,7 @@ fn command_for(
 /// Runs every case of the suite and prints one line per run and a closing count.
 /// Returns the number of failures.
 pub fn run_suite(suite: &Suite) -> usize {
-    let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let Arguments { filter, skip } = Arguments::parse(std::env::args().skip(1));
     let scratch = Scratch::new(suite.host);
     let bin_dir = scratch.root.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
@@ -393,7 +477,7 @@ pub fn run_suite(suite: &Suite) -> usize {
     let control_program = PathBuf::from(suite.control[0]);
     let everyone = users();
 
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     for folder in suite.folders {
         let is_attack_folder = *folder == "attacks";
         let folder_path = Path::new(suite.manifest_dir).join(folder);
@@ -407,8 +491,12 @@ pub fn run_suite(suite: &Suite) -> usize {
             if filter.as_ref().is_some_and(|filter| !name.contains(filter.as_str())) {
                 continue;
             }
-            let text = std::fs::read_to_string(case_dir.join("test.toml")).unwrap();
-            let case: Case = toml::from_str(&text).unwrap_or_else(|error| panic!("{name}/test.toml: {error}"));
+            if let Some((_, reason)) = skip.iter().find(|(skipped, _)| *skipped == name) {
+                println!("skip {name}: {reason}");
+                skipped += 1;
+                continue;
+            }
+            let case = Case::load(&case_dir, suite.vars).unwrap_or_else(|error| panic!("{error}"));
             if is_attack_folder && case.control.is_none() {
                 println!("FAIL {name}: an attack case needs a [control] run showing the attack works unsandboxed");
                 failed += 1;
@@ -457,7 +545,11 @@ pub fn run_suite(suite: &Suite) -> usize {
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    if skipped > 0 {
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     failed
 }
 
@@ -465,4 +557,41 @@ pub fn run_suite(suite: &Suite) -> usize {
 pub fn main_for(suite: &Suite) {
     let failures = run_suite(suite);
     std::process::exit(if failures == 0 { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_take_a_filter_and_skips() {
+        let parsed = Arguments::parse(
+            ["--skip", "hsh/cases/signal-scope:needs landlock ABI 6", "hsh/cases", "--skip", "hsh/attacks/x"]
+                .map(String::from),
+        );
+        assert_eq!(parsed.filter.as_deref(), Some("hsh/cases"));
+        assert_eq!(
+            parsed.skip,
+            vec![
+                ("hsh/cases/signal-scope".to_string(), "needs landlock ABI 6".to_string()),
+                ("hsh/attacks/x".to_string(), "skipped by the runner".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn needs_and_build_values_are_read() {
+        let dir = std::env::temp_dir().join(format!("h-testkit-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("test.toml"),
+            "about = \"x\"\nstdout_contains = [\"$LIBPYTHON\"]\n[needs]\nprograms = [\"ls\"]\nlandlock_abi = 6\n",
+        )
+        .unwrap();
+        let case = Case::load(&dir, &[("$LIBPYTHON", "libpython3.13.so.1.0")]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(case.expect.stdout_contains, ["libpython3.13.so.1.0"]);
+        assert_eq!(case.needs.programs, ["ls"]);
+        assert_eq!(case.needs.landlock_abi, Some(6));
+    }
 }

@@ -8,6 +8,7 @@
 //! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 
 mod constants;
+mod fakestore;
 mod filters;
 mod nixcheck;
 mod verify;
@@ -32,8 +33,9 @@ fn run(command: &mut Command) -> Result<()> {
 }
 
 /// Debian packages the build and the tests need: the bare interpreters for control runs
-/// (lua5.4, python3.11), libpython for hpython's build, the benchmark and tracing tools.
-const TEST_PACKAGES: &[&str] = &["lua5.4", "python3.11", "libpython3.11-dev", "hyperfine", "strace"];
+/// (lua5.4, python3.11), libpython for hpython's build, the benchmark and tracing tools, and
+/// patchelf for the resolver's store-shaped tests.
+const TEST_PACKAGES: &[&str] = &["lua5.4", "python3.11", "libpython3.11-dev", "hyperfine", "strace", "patchelf"];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")

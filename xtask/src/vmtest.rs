@@ -1509,4 +1509,40 @@ mod tests {
             guest::check_lists(host, &root.join("hosts").join(host.name)).unwrap();
         }
     }
+
+    /// The guest's skip lists say what the cases' own `[needs]` declare (the NixOS VM tests read
+    /// those): a case whose programs or files the guest does not provide (`targets`) is in
+    /// `needs_programs`, and every other case has the same landlock ABI in `needs_abi`.
+    #[test]
+    fn guest_host_lists_agree_with_case_declarations() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for host in GUEST_HOSTS {
+            for folder in guest::FOLDERS {
+                let dir = root.join("hosts").join(host.name).join(folder);
+                for entry in std::fs::read_dir(&dir).unwrap() {
+                    let case_dir = entry.unwrap().path();
+                    let name = format!("{folder}/{}", case_dir.file_name().unwrap().to_string_lossy());
+                    let needs = h_testkit::Case::load(&case_dir, &[]).unwrap().needs;
+                    let listed = host.needs_abi.iter().find(|(case, _)| *case == name).map(|&(_, abi)| abi);
+                    let always_skipped = host.needs_programs.contains(&name.as_str());
+                    if !always_skipped {
+                        assert_eq!(
+                            needs.landlock_abi, listed,
+                            "{}/{name}: [needs] landlock_abi vs needs_abi",
+                            host.name
+                        );
+                    }
+                    let provided = |file: &String| host.targets.contains(&file.as_str());
+                    let unmet = !needs.programs.is_empty()
+                        || !needs.files.iter().all(provided)
+                        || (!needs.any_file.is_empty() && !needs.any_file.iter().any(provided));
+                    assert_eq!(
+                        unmet, always_skipped,
+                        "{}/{name}: [needs] programs and files vs needs_programs",
+                        host.name
+                    );
+                }
+            }
+        }
+    }
 }

@@ -7,5 +7,6 @@ fn main() {
         control: &["lua5.4"],
         manifest_dir: env!("CARGO_MANIFEST_DIR"),
         folders: &["cases", "attacks"],
+        vars: &[],
     });
 }

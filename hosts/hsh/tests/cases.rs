@@ -7,5 +7,6 @@ fn main() {
         control: &["bash", "--norc", "--noprofile"],
         manifest_dir: env!("CARGO_MANIFEST_DIR"),
         folders: &["cases", "attacks"],
+        vars: &[],
     });
 }
