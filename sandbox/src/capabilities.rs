@@ -1,29 +1,12 @@
-//! Capabilities are emptied whatever uid runs the host, root included; a host that lets its
-//! script create processes also leaves uid 0 (see [`RootIdentity`]).
+//! Capabilities are emptied whatever uid runs the host, root included. Run by root, a host with
+//! a task budget also takes a real uid of its own (see `tasks`), keeping effective uid 0.
 
 use caps::{CapSet, Capability};
 
-/// What a host run by root becomes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RootIdentity {
-    /// Stay uid 0, without any capability. For hosts whose filter allows no new process or
-    /// thread (hlua, hpython): root's files stay root's, nothing else of root remains.
-    KeepUid0,
-    /// Become `nobody` ([`NOBODY`]: every uid and gid, no supplementary groups). For hosts that
-    /// create processes or threads (hsh, hnode): the kernel never applies RLIMIT_NPROC to uid 0,
-    /// and before Linux 6.15-ish an exec under `no_new_privs` with real uid != effective uid
-    /// drops the effective uid anyway, so only a full switch is bounded and the same on every
-    /// kernel.
-    Nobody,
-}
-
-/// The uid and gid of `nobody`.
-pub const NOBODY: u32 = 65534;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilitiesError {
-    #[error("cannot become nobody ({NOBODY}): {0}")]
-    Nobody(std::io::Error),
+    #[error("cannot take the real uid {uid} of the sandbox: {source}")]
+    OwnUid { uid: u32, source: std::io::Error },
     #[error("cannot read or change {set}: {source}")]
     Change { set: &'static str, source: caps::errors::CapsError },
     #[error("cannot lock securebits: {0}")]
@@ -40,8 +23,8 @@ pub struct CapabilityReport {
     pub bounding_cleared: bool,
     /// Securebits were locked so that uid 0 gains nothing at exec (needs CAP_SETPCAP).
     pub securebits_locked: bool,
-    /// Run by root under [`RootIdentity::Nobody`]: every id is now [`NOBODY`].
-    pub became_nobody: bool,
+    /// Run by root with a task budget: the real uid the sandbox took.
+    pub own_uid: Option<u32>,
 }
 
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
@@ -56,34 +39,28 @@ fn change(set: &'static str, result: Result<(), caps::errors::CapsError>) -> Res
     result.map_err(|source| CapabilitiesError::Change { set, source })
 }
 
-fn become_nobody() -> Result<(), CapabilitiesError> {
-    let failed = || CapabilitiesError::Nobody(std::io::Error::last_os_error());
-    // SAFETY: setgroups with a zero count reads no memory; setresgid and setresuid take integers.
-    unsafe {
-        if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(failed());
-        }
-        if libc::setresgid(NOBODY, NOBODY, NOBODY) != 0 {
-            return Err(failed());
-        }
-        if libc::setresuid(NOBODY, NOBODY, NOBODY) != 0 {
-            return Err(failed());
-        }
+/// Real uid `uid`, effective and saved uid unchanged (0): RLIMIT_NPROC then binds and counts
+/// the sandbox alone; the files it may touch are still root's.
+fn take_own_uid(uid: u32) -> Result<(), CapabilitiesError> {
+    let failed = |source| CapabilitiesError::OwnUid { uid, source };
+    // SAFETY: setresuid takes integers; -1 leaves the effective and saved uids as they are.
+    if unsafe { libc::setresuid(uid, u32::MAX, u32::MAX) } != 0 {
+        return Err(failed(std::io::Error::last_os_error()));
     }
-    // SAFETY: the get*id calls have no preconditions.
-    let ids = unsafe { [libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()] };
-    if ids.iter().any(|&id| id != NOBODY) {
-        return Err(CapabilitiesError::Nobody(std::io::Error::other("the ids did not change")));
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != uid {
+        return Err(failed(std::io::Error::other("the real uid did not change")));
     }
     Ok(())
 }
 
-pub(crate) fn drop_all(root: RootIdentity) -> Result<CapabilityReport, CapabilitiesError> {
+pub(crate) fn drop_all(own_uid: Option<u32>) -> Result<CapabilityReport, CapabilitiesError> {
     let can_set_pcap = caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)
         .map_err(|source| CapabilitiesError::Change { set: "effective", source })?;
-    let mut report = CapabilityReport { bounding_cleared: false, securebits_locked: false, became_nobody: false };
+    let mut report = CapabilityReport { bounding_cleared: false, securebits_locked: false, own_uid: None };
     if can_set_pcap {
-        // Before any uid change: both need CAP_SETPCAP, which the switch to nobody takes away.
+        // Before the uid change: with NO_SETUID_FIXUP locked, the change keeps the capabilities
+        // it needs, and they are all cleared below.
         let bits = SECBIT_NOROOT
             | SECBIT_NOROOT_LOCKED
             | SECBIT_NO_SETUID_FIXUP
@@ -100,16 +77,11 @@ pub(crate) fn drop_all(root: RootIdentity) -> Result<CapabilityReport, Capabilit
         change("bounding", caps::clear(None, CapSet::Bounding))?;
         report.bounding_cleared = true;
     }
-    // SAFETY: getuid has no preconditions.
-    let run_by_root = unsafe { libc::getuid() } == 0;
-    match root {
-        RootIdentity::Nobody if run_by_root => {
-            become_nobody()?;
-            report.became_nobody = true;
-        }
-        RootIdentity::Nobody | RootIdentity::KeepUid0 => {}
+    if let Some(uid) = own_uid {
+        take_own_uid(uid)?;
+        report.own_uid = Some(uid);
     }
-    // With NO_SETUID_FIXUP locked the switch kept the capabilities; they go now, for everyone.
+    // They all go now, for everyone.
     change("ambient", caps::clear(None, CapSet::Ambient))?;
     change("inheritable", caps::clear(None, CapSet::Inheritable))?;
     change("effective", caps::clear(None, CapSet::Effective))?;

@@ -4,9 +4,9 @@
 //! Removing a variable (`unsetenv`) only drops libc's pointer: the `NAME=VALUE` strings the
 //! kernel copied onto the initial stack stay, readable by any script that can read its own
 //! memory (ctypes, forged Lua bytecode). So after the new environment is in place, the original
-//! strings are overwritten with zeros, and the argument strings after `argv[0]` too (the
-//! command line may carry `--env NAME=VALUE`; the host has parsed it into its own memory by
-//! then). The values are never copied onto the heap on the way: the names are read straight
+//! strings are overwritten with zeros, and the argument strings are rewritten to `argv[0]`
+//! followed by what the script receives anyway (its name and arguments): the host's own options
+//! (`--env NAME=VALUE`, paths) are gone, and `ps`, `pgrep -f` and /proc still show the script. The values are never copied onto the heap on the way: the names are read straight
 //! from `environ`, and only values named by `--env` are copied. The embedded hosts (hlua,
 //! hpython) need this; hsh and hnode exec their interpreter, whose new stack holds only the
 //! new environment, and their supervisor is scrubbed the same way before the fork.
@@ -61,25 +61,33 @@ fn string_areas() -> std::io::Result<[usize; 4]> {
     Ok([field(48)?, field(49)?, field(50)?, field(51)?])
 }
 
-/// Overwrites the original environment strings, and every argument string after `argv[0]`,
-/// with zeros. Call after [`replace`]: libc's `environ` then points only at new copies.
-pub(crate) fn scrub_original() -> std::io::Result<()> {
+/// Overwrites the original environment strings with zeros, and rewrites the argument strings as
+/// `argv[0]` followed by `visible` (NUL-separated, cut to the original length). Call after
+/// [`replace`]: libc's `environ` then points only at new copies.
+pub(crate) fn scrub_original(visible: &[OsString]) -> std::io::Result<()> {
     let [arg_start, arg_end, env_start, env_end] = string_areas()?;
     if env_start > env_end || arg_start > arg_end {
         return Err(std::io::Error::other("the kernel reported inverted string areas"));
+    }
+    let mut arguments: Vec<u8> = Vec::new();
+    for argument in visible {
+        arguments.extend_from_slice(argument.as_encoded_bytes());
+        arguments.push(0);
     }
     // SAFETY: [arg_start, arg_end) and [env_start, env_end) are the argument and environment
     // strings the kernel copied to the top of the initial stack, mapped writable for the life of
     // the process. After `replace` no libc or Rust structure points into the environment area
     // (every variable was removed, every new one is a heap copy); the arguments were parsed into
-    // owned strings before `apply`, and argv[0] (up to its NUL) is kept for ps and /proc.
+    // owned strings before `apply`, and argv[0] (up to its NUL) is kept as it is.
     unsafe {
         std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
         if arg_end > arg_start {
             let first = CStr::from_ptr(arg_start as *const libc::c_char).to_bytes().len() + 1;
-            if arg_start + first < arg_end {
-                std::ptr::write_bytes((arg_start + first) as *mut u8, 0, arg_end - arg_start - first);
-            }
+            let rest = (arg_end - arg_start).saturating_sub(first);
+            let start = (arg_start + first) as *mut u8;
+            std::ptr::write_bytes(start, 0, rest);
+            let kept = arguments.len().min(rest.saturating_sub(1));
+            std::ptr::copy_nonoverlapping(arguments.as_ptr(), start, kept);
         }
     }
     Ok(())

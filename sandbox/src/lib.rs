@@ -14,18 +14,20 @@ mod privileges;
 pub mod seccomp_program;
 mod supervisor;
 mod syscall_filter;
+mod tasks;
 pub mod syscall_names;
 mod threads;
 
 use std::ffi::OsString;
 
-pub use capabilities::{CapabilitiesError, CapabilityReport, RootIdentity, NOBODY};
+pub use capabilities::{CapabilitiesError, CapabilityReport};
 pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
 pub use supervisor::{OnRefusal, SupervisorError};
 pub use syscall_filter::SeccompError;
+pub use tasks::{TaskPlan, TasksError, OWN_UID_BASE};
 pub use threads::ThreadsError;
 
 /// Everything the sandbox enforces, decided before [`apply`] runs.
@@ -43,10 +45,14 @@ pub struct Policy {
     pub environment: Vec<(OsString, OsString)>,
     /// The generated allow-list for this host and architecture.
     pub seccomp: &'static SeccompProgram,
-    /// What the host becomes when root runs it.
-    pub root_identity: RootIdentity,
+    /// The most processes and threads the sandbox may have at once (the host included);
+    /// `Infinity` leaves RLIMIT_NPROC as inherited.
+    pub tasks: Limit,
     /// What a call outside the allow-list gets: an error (default) or the end of the sandbox.
     pub on_refusal: OnRefusal,
+    /// What stays visible of the command line (`ps`, /proc): the script's name and arguments,
+    /// which the script receives anyway. The host's own options are overwritten.
+    pub visible_arguments: Vec<OsString>,
 }
 
 /// What [`apply`] achieved, for the host to report.
@@ -54,6 +60,7 @@ pub struct Policy {
 pub struct Applied {
     pub landlock: LandlockOutcome,
     pub capabilities: CapabilityReport,
+    pub tasks: TaskPlan,
 }
 
 /// A stage that could not be applied. The script must not run.
@@ -69,6 +76,8 @@ pub enum SandboxError {
     Supervisor(#[from] SupervisorError),
     #[error("rlimits: {0}")]
     Rlimit(#[from] RlimitError),
+    #[error("task budget: {0}")]
+    Tasks(#[from] TasksError),
     #[error("capabilities: {0}")]
     Capabilities(#[from] CapabilitiesError),
     #[error("no_new_privs: {0}")]
@@ -90,7 +99,7 @@ pub enum SandboxError {
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
 /// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone;
-///    a host that creates processes also turns root into `nobody` ([`RootIdentity`]).
+///    run by root, the sandbox takes a real uid of its own so that its task budget binds (`tasks`).
 /// 3. `no_new_privs`: no exec can gain privileges again; landlock and seccomp require it unprivileged.
 /// 4. Landlock: filesystem, TCP and scopes, as much as the kernel knows; none at all is an error
 ///    unless `allow_degraded`.
@@ -100,7 +109,14 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
     environment::replace(&policy.environment);
-    environment::scrub_original().map_err(SandboxError::Environment)?;
+    environment::scrub_original(&policy.visible_arguments).map_err(SandboxError::Environment)?;
+    // SAFETY: getpid has no preconditions; this process becomes the supervisor and keeps its pid.
+    let tasks = tasks::plan(policy.tasks, unsafe { libc::getpid() })?;
+    let mut rlimits = policy.rlimits.clone();
+    rlimits.retain(|&(resource, _)| resource != Resource::Nproc);
+    if let Some(nproc) = tasks.nproc {
+        rlimits.push((Resource::Nproc, Limit::Value(nproc)));
+    }
     let stdio = supervisor::stdio::Plan::create().map_err(SupervisorError::Stdio)?;
     let mut fs_rules = policy.fs_rules.clone();
     if let Some(path) = &stdio.terminal_path {
@@ -116,16 +132,16 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         host: policy.host,
         program: policy.seccomp,
         on_refusal: policy.on_refusal,
-        root_identity: policy.root_identity,
+        own_uid: tasks.own_uid,
         output_limit,
     };
     let handoff = supervisor::split(config, stdio)?;
-    limits::apply(&policy.rlimits)?;
-    let capabilities = capabilities::drop_all(policy.root_identity)?;
+    limits::apply(&rlimits)?;
+    let capabilities = capabilities::drop_all(tasks.own_uid)?;
     privileges::set_no_new_privs()?;
     let landlock = filesystem::restrict(&fs_rules, policy.allow_degraded)?;
     let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?
         .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
     handoff.give(listener)?;
-    Ok(Applied { landlock, capabilities })
+    Ok(Applied { landlock, capabilities, tasks })
 }

@@ -34,6 +34,10 @@ pub struct Options {
     pub print_policy: bool,
     /// `-k`: end the sandbox at the first refused call instead of failing the call.
     pub kill_on_deny: bool,
+    /// `--tasks N` (or `-r nproc=N`, the same budget): processes and threads of the sandbox.
+    pub tasks: Option<Limit>,
+    /// `-m SIZE`: the memory budget.
+    pub memory: Option<Limit>,
 }
 
 /// A command line that cannot be run; the message is the whole error line after `HOST: `.
@@ -73,7 +77,7 @@ fn parse_env(value: &OsStr) -> Result<(OsString, Option<OsString>), UsageError> 
 
 /// Options that take a value: (short, long).
 const VALUED: &[(Option<char>, &str)] =
-    &[(Some('r'), "rlimit"), (None, "allow-read"), (None, "allow-write"), (None, "env")];
+    &[(Some('r'), "rlimit"), (None, "allow-read"), (None, "allow-write"), (None, "env"), (None, "tasks"), (Some('m'), "memory")];
 
 pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, UsageError> {
     let mut options = Options::default();
@@ -84,7 +88,25 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
 
     let apply_valued = |name: &str, value: OsString, options: &mut Options| -> Result<(), UsageError> {
         match name {
-            "rlimit" => options.rlimits.push(parse_rlimit(&value)?),
+            "rlimit" => match parse_rlimit(&value)? {
+                // nproc is the sandbox's task budget, not the kernel's per-user counter.
+                (Resource::Nproc, limit) => options.tasks = Some(limit),
+                setting => options.rlimits.push(setting),
+            },
+            "memory" => {
+                let text = value.to_string_lossy();
+                let limit = Limit::parse(&text).ok_or_else(|| {
+                    UsageError(format!("unable to parse --memory value: {text} (a size with optional K/M/G, or inf)"))
+                })?;
+                options.memory = Some(limit);
+            }
+            "tasks" => {
+                let text = value.to_string_lossy();
+                let limit = Limit::parse(&text).ok_or_else(|| {
+                    UsageError(format!("unable to parse --tasks value: {text} (a number, or inf)"))
+                })?;
+                options.tasks = Some(limit);
+            }
             "allow-read" => options.allow_read.push(PathBuf::from(value)),
             "allow-write" => options.allow_write.push(PathBuf::from(value)),
             "env" => options.env.push(parse_env(&value)?),
@@ -143,6 +165,16 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                     b'k' => options.kill_on_deny = true,
                     b'h' => wants_help = true,
                     b'V' => wants_version = true,
+                    b'm' => {
+                        let rest = &flags[position + 1..];
+                        let value = if rest.is_empty() {
+                            arguments.next().ok_or_else(|| UsageError("option -m needs a value".to_string()))?
+                        } else {
+                            OsStr::from_bytes(rest).to_os_string()
+                        };
+                        apply_valued("memory", value, &mut options)?;
+                        break;
+                    }
                     b'r' => {
                         let rest = &flags[position + 1..];
                         let value = if rest.is_empty() {
@@ -186,12 +218,16 @@ interpreter needs, no signals outside the sandbox, an empty environment, small r
 options:
   -s, --allow-script-dir     read access beneath the script's directory (require/import siblings)
   -t, --allow-tmp            read and write beneath /tmp
-  -l, --allow-localtime      read /etc/localtime
+  -l, --allow-localtime      read /etc/localtime and the time zone database
       --allow-read PATH      read access beneath PATH (repeatable; PATH must exist)
       --allow-write PATH     read and write access beneath PATH (repeatable; PATH must exist)
   -r, --rlimit RLIMIT=VALUE  set a resource limit (repeatable): RLIMIT is as, core, cpu, data, fsize,
                              locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
                              sigpending or stack; VALUE is a number with optional K/M/G, or inf
+  -m, --memory SIZE          the memory the script may use (data, as and the interpreter's heap
+                             limit follow it), e.g. 2G; inf for none
+      --tasks N              the most processes and threads the script may have at once, counted
+                             for this run alone (also -r nproc=N); inf leaves nproc inherited
   -R, --inherit-rlimits      start from the inherited limits instead of {host}'s defaults
                              (-r still applies on top, in any order)
       --env NAME[=VALUE]     pass NAME (inherited value, or VALUE) to the script (repeatable)

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
-use h_sandbox::{FsAccess, FsRule, Limit, OnRefusal, Policy, Resource, RootIdentity, SeccompProgram};
+use h_sandbox::{FsAccess, FsRule, Limit, OnRefusal, Policy, Resource, SeccompProgram};
 
 pub use cli::{Options, Request};
 
@@ -30,8 +30,15 @@ pub struct HostProfile {
     pub devices: &'static [(&'static str, FsAccess, &'static str)],
     /// The generated seccomp program for the architecture this binary was built for.
     pub seccomp: &'static SeccompProgram,
-    /// What the host becomes when root runs it.
-    pub root_identity: RootIdentity,
+    /// The default task budget: processes and threads of the sandbox at once, the host included.
+    pub tasks: u64,
+    /// The default memory budget (`-m`): RLIMIT_DATA, which counts every private writable
+    /// mapping (heap, anonymous memory, thread stacks, JIT code), and the interpreter's own heap
+    /// limit where it has one.
+    pub memory: u64,
+    /// Address space allowed beyond the memory budget (RLIMIT_AS = memory + this): reservations
+    /// that cost no memory (glibc's per-thread arenas, V8's cages).
+    pub address_space_beyond_memory: u64,
     /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
     /// the host's to decide). Checked with every other input, before anything is applied.
     pub refused_variables: &'static [(&'static str, &'static str)],
@@ -49,6 +56,8 @@ pub struct Started {
     pub allow_script_dir: bool,
     /// The limits set by the sandbox (an interpreter may mirror one, e.g. its heap limit).
     pub rlimits: Vec<(Resource, Limit)>,
+    /// The memory budget in bytes, if there is one (the interpreter's heap limit follows it).
+    pub memory: Option<u64>,
 }
 
 impl Started {
@@ -57,6 +66,9 @@ impl Started {
         self.rlimits.iter().find(|(set, _)| *set == resource).map(|&(_, limit)| limit)
     }
 }
+
+/// The time zone database `-l` grants with `/etc/localtime`.
+const ZONEINFO: &str = "/usr/share/zoneinfo";
 
 /// Prints `HOST: message` and exits 1: the one way every host reports bad input or a failed stage.
 pub fn fail(host: &str, message: impl std::fmt::Display) -> ! {
@@ -71,16 +83,36 @@ fn canonical_existing(host: &str, what: &str, path: &Path) -> PathBuf {
     }
 }
 
-/// The limits to set: the profile's defaults (or none with `-R`), then every `-r`, the last
-/// one for a resource winning, whatever the order of `-R` and `-r` on the command line.
+/// The limits to set: the profile's defaults (or none with `-R`), the memory budget mapped onto
+/// `data` and `as`, then every `-r`, the last one for a resource winning, whatever the order of
+/// `-R`, `-m` and `-r` on the command line.
 pub fn effective_rlimits(profile: &HostProfile, options: &Options) -> Vec<(Resource, Limit)> {
     let mut limits: Vec<(Resource, Limit)> =
         if options.inherit_rlimits { Vec::new() } else { profile.rlimits.to_vec() };
-    for &(resource, limit) in &options.rlimits {
+    let memory = match options.memory {
+        Some(memory) => Some(memory),
+        None if options.inherit_rlimits => None,
+        None => Some(Limit::Value(profile.memory)),
+    };
+    let set = |limits: &mut Vec<(Resource, Limit)>, resource: Resource, limit: Limit| {
         match limits.iter_mut().find(|(existing, _)| *existing == resource) {
             Some(entry) => entry.1 = limit,
             None => limits.push((resource, limit)),
         }
+    };
+    match memory {
+        Some(Limit::Value(bytes)) => {
+            set(&mut limits, Resource::Data, Limit::Value(bytes));
+            set(&mut limits, Resource::As, Limit::Value(bytes.saturating_add(profile.address_space_beyond_memory)));
+        }
+        Some(Limit::Infinity) => {
+            set(&mut limits, Resource::Data, Limit::Infinity);
+            set(&mut limits, Resource::As, Limit::Infinity);
+        }
+        None => {}
+    }
+    for &(resource, limit) in &options.rlimits {
+        set(&mut limits, resource, limit);
     }
     limits
 }
@@ -151,6 +183,10 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
     }
     if options.allow_localtime {
         add(canonical_existing(host, "cannot access", Path::new("/etc/localtime")), FsAccess::Read, "-l".to_string());
+        // The zone database too (zoneinfo, Intl, TZ=...), where the system has one.
+        if let Ok(zoneinfo) = std::fs::canonicalize(ZONEINFO) {
+            add(zoneinfo, FsAccess::Read, "-l: the time zone database".to_string());
+        }
     }
     for path in &options.allow_read {
         add(
@@ -176,8 +212,11 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         allow_degraded: options.allow_degraded,
         environment: environment(profile, options),
         seccomp: profile.seccomp,
-        root_identity: profile.root_identity,
+        tasks: options.tasks.unwrap_or(Limit::Value(profile.tasks)),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
+        visible_arguments: std::iter::once(options.script.clone().into_os_string())
+            .chain(options.script_args.iter().cloned())
+            .collect(),
     };
     if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
         fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");
@@ -189,6 +228,10 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         script_args: options.script_args.clone(),
         allow_script_dir: options.allow_script_dir,
         rlimits: policy.rlimits.clone(),
+        memory: policy.rlimits.iter().find_map(|&(resource, limit)| match (resource, limit) {
+            (Resource::Data, Limit::Value(bytes)) => Some(bytes),
+            _ => None,
+        }),
     };
     (policy, started)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use h_sandbox::{LandlockFeatures, Policy, RuleAction, RLIMIT_RESOURCES};
+use h_sandbox::{LandlockFeatures, Limit, Policy, Resource, RuleAction, RLIMIT_RESOURCES};
 
 use crate::{HostProfile, Options, Started};
 
@@ -84,6 +84,10 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
 
     let _ = writeln!(out, "\nrlimits (soft = hard):");
     for resource in RLIMIT_RESOURCES {
+        if resource == Resource::Nproc {
+            let _ = writeln!(out, "  {:<11} {:<10} see tasks below", resource.name(), "budget");
+            continue;
+        }
         let value = match policy.rlimits.iter().find(|(set, _)| *set == resource) {
             Some((_, limit)) => limit.to_string(),
             None => match resource.current() {
@@ -103,18 +107,24 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
         out,
         "  bounding set emptied and securebits locked (NOROOT, NO_SETUID_FIXUP) when run with CAP_SETPCAP"
     );
-    match policy.root_identity {
-        h_sandbox::RootIdentity::KeepUid0 => {
-            let _ =
-                writeln!(out, "uid: unchanged (run by root: uid 0 without capabilities; {host} creates no processes)");
+    match policy.tasks {
+        Limit::Infinity => {
+            let _ = writeln!(out, "tasks: no budget (--tasks inf): RLIMIT_NPROC as inherited, uid unchanged");
         }
-        h_sandbox::RootIdentity::Nobody => {
+        Limit::Value(tasks) => {
             let _ = writeln!(
                 out,
-                "uid: run by root, {host} becomes nobody ({}: every uid and gid, no groups) so that nproc binds;",
-                h_sandbox::NOBODY
+                "tasks: at most {tasks} processes and threads at once in this run, {host} included (RLIMIT_NPROC):"
             );
-            let _ = writeln!(out, "  the script and the paths granted to it must then be accessible to nobody");
+            let _ = writeln!(out, "  run by a user: the tasks the user runs at start + {tasks}; racy with the user's other");
+            let _ = writeln!(out, "  processes only (if they end meanwhile, the run may grow by as many)");
+            let _ = writeln!(
+                out,
+                "  run by root: a real uid of the run's own ({} + the supervisor's pid), so the limit counts the run",
+                h_sandbox::OWN_UID_BASE
+            );
+            let _ = writeln!(out, "  alone; effective, saved and filesystem uid stay 0 (files stay root's, without capabilities;");
+            let _ = writeln!(out, "  a kernel that resets the effective uid at an exec under no_new_privs makes it the run's own)");
         }
     }
     let _ = writeln!(out, "no_new_privs: set");

@@ -13,19 +13,23 @@ mod seccomp;
 
 const MIB: u64 = 1 << 20;
 
-/// Default limits: what a Lua script needs, and zero for everything it does not.
+/// The memory budget (`-m`): `data`, and Lua's own heap limit a little below it, so that a memory
+/// bomb ends in Lua's "not enough memory" error (exit 2).
+const MEMORY: u64 = 256 * MIB;
+/// Lua reserves nothing: the address space is the budget plus room for the binary and libc.
+const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 256 * MIB;
+
+/// Default limits: what a Lua script needs, and zero for everything it does not (memory: see
+/// `MEMORY`; processes: see `TASKS`).
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::As, Limit::Value(256 * MIB)), // the Lua heap; a memory bomb gets "not enough memory"
     (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
     (Resource::Cpu, Limit::Value(60)),       // seconds of CPU; -r cpu=inf for long jobs
-    (Resource::Data, Limit::Value(256 * MIB)), // as above, for brk
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),
     (Resource::Msgqueue, Limit::Value(0)),
     (Resource::Nice, Limit::Value(0)),
     (Resource::Nofile, Limit::Value(32)), // stdio, the script, a few open files
-    (Resource::Nproc, Limit::Value(0)),   // no processes or threads (seccomp denies them too)
     (Resource::Rss, Limit::Value(0)),     // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
     (Resource::Rttime, Limit::Value(0)),
@@ -33,9 +37,12 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Stack, Limit::Value(8 * MIB)), // deep Lua recursion hits Lua's own limit first
 ];
 
+/// The task budget: the host alone (Lua creates no process or thread; the filter refuses both).
+const TASKS: u64 = 1;
+
 /// The Lua runtime is inside the binary: no runtime files, only the devices a Lua program may read.
 const DEVICES: &[(&str, FsAccess, &str)] = &[
-    ("/dev/null", FsAccess::Read, "reading nothing"),
+    ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
 
@@ -53,7 +60,9 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     refused_variables: &[],
-    root_identity: h_sandbox::RootIdentity::KeepUid0,
+    tasks: TASKS,
+    memory: MEMORY,
+    address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
 
 /// Exit status for an uncaught error in the script (SPEC).
@@ -61,14 +70,19 @@ const SCRIPT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let started = h_host::start(&PROFILE);
-    // SAFETY: `unsafe_new_with` keeps Lua's C-module loader (package.loadlib, the C searchers),
-    // which mlua's safe constructor removes. The SPEC keeps them present so that the kernel,
-    // not a Lua-level stub, stops them; the debug library stays out (ALL_SAFE).
-    let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE, LuaOptions::new()) };
-    // Lua's heap stops short of the address-space limit, so a memory bomb ends in Lua's own
-    // "not enough memory" error (exit 2) rather than in an allocation failure outside Lua.
-    if let Some(Limit::Value(address_space)) = started.rlimit(Resource::As) {
-        let heap = address_space.saturating_sub(64 * MIB).max(address_space / 2);
+    // SAFETY: `unsafe_new_with` opens the whole standard library `lua` has, `debug` included:
+    // the kernel is the boundary, not the Lua API (forged bytecode and the debug library reach
+    // nothing the sandbox has not granted). Native code is the one thing Lua could load that
+    // the policy cannot run (no executable mappings of new files), so `forbid_native_code`
+    // makes package.loadlib and the C searchers fail at once with a Lua error.
+    let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::new()) };
+    if let Err(error) = forbid_native_code(&lua) {
+        h_host::fail("hlua", format!("cannot set up the package library: {error}"));
+    }
+    // Lua's heap stops short of the data limit, so a memory bomb ends in Lua's own "not enough
+    // memory" error (exit 2) rather than in an allocation failure outside Lua.
+    if let Some(memory) = started.memory {
+        let heap = memory.saturating_sub(16 * MIB).max(memory / 2);
         if let Err(error) = lua.set_memory_limit(usize::try_from(heap).unwrap_or(usize::MAX)) {
             h_host::fail("hlua", format!("cannot limit the Lua heap: {error}"));
         }
@@ -80,6 +94,29 @@ fn main() -> ExitCode {
             ExitCode::from(SCRIPT_ERROR)
         }
     }
+}
+
+/// What `package.loadlib` and the C searchers say: loading a C library would map native code,
+/// which this policy never executes; and `loadlib` must not hand out symbols of libraries that
+/// are already mapped (libc's `system`, say).
+const NO_NATIVE_CODE: &str = "hlua loads no native code (package.loadlib and C modules are disabled)";
+
+fn forbid_native_code(lua: &Lua) -> mlua::Result<()> {
+    let package: mlua::Table = lua.globals().get("package")?;
+    // A Lua function, so that the error is an ordinary one raised at the caller's line.
+    let refuse: mlua::Function = lua
+        .load("local message = ... return function() error(message, 2) end")
+        .set_name("=hlua")
+        .call(NO_NATIVE_CODE)?;
+    package.set("loadlib", refuse)?;
+    // Searchers 3 and 4 load C modules: the first now says why instead, so `require` of a
+    // missing module gives that reason among its others.
+    let searchers: mlua::Table = package.get("searchers")?;
+    let explain = lua.create_function(|_, _: MultiValue| Ok(format!("\n\t{NO_NATIVE_CODE}")))?;
+    searchers.raw_set(3, explain)?;
+    searchers.raw_set(4, mlua::Value::Nil)?;
+    package.set("cpath", "")?;
+    Ok(())
 }
 
 fn run(lua: &Lua, started: &h_host::Started) -> mlua::Result<()> {
@@ -100,11 +137,9 @@ fn run(lua: &Lua, started: &h_host::Started) -> mlua::Result<()> {
         let package: mlua::Table = lua.globals().get("package")?;
         let dir = started.script_dir.to_string_lossy();
         package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
-        package.set("cpath", format!("{dir}/?.so"))?;
     } else {
         let package: mlua::Table = lua.globals().get("package")?;
         package.set("path", "")?;
-        package.set("cpath", "")?;
     }
     let source = std::fs::read(&started.script_path).map_err(mlua::Error::external)?;
     let chunk = lua.load(source).set_name(format!("@{script_name}")).set_mode(mlua::chunk::ChunkMode::Text);

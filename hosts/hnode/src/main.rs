@@ -30,17 +30,20 @@ mod resolved {
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-/// Default limits: what node needs, and zero for everything it does not. Threads share one
-/// address space, so `as` bounds node with all its workers; `nproc` counts threads too.
+/// The memory budget (`-m`): `data`, which every private writable mapping counts (V8's heap,
+/// Buffer and ArrayBuffer backing stores, JIT code, thread stacks), shared by all threads; V8's
+/// old space gets half of it, so that a heap bomb ends in node's own "heap out of memory".
+const MEMORY: u64 = GIB;
+/// V8 reserves (PROT_NONE) a large code range and heap cage per isolate, about 500 MiB each, so
+/// node needs ~1 GiB of address space to start and every worker adds as much; reservations cost
+/// no memory.
+const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 16 * GIB;
+
+/// Default limits: what node needs, and zero for everything it does not (memory: see `MEMORY`;
+/// processes and threads: see `TASKS`).
 const RLIMITS: &[(Resource, Limit)] = &[
-    // Address space, shared by all threads: V8 reserves (PROT_NONE) a large code range and heap
-    // cage per isolate, about 500 MiB each, so node needs ~1 GiB to start and every worker adds
-    // as much; reservations cost no memory. What the script can actually fill is bounded by
-    // `data` (every private writable mapping counts, JIT code included).
-    (Resource::As, Limit::Value(16 * GIB)),
     (Resource::Core, Limit::Value(0)), // no core dumps of the script's memory
     (Resource::Cpu, Limit::Value(60)), // seconds of CPU, all threads together; -r cpu=inf for long jobs
-    (Resource::Data, Limit::Value(2 * GIB)),
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),
@@ -49,10 +52,6 @@ const RLIMITS: &[(Resource, Limit)] = &[
     // stdio, libuv's epoll, eventfds and pipes, worker ports, open files. Each worker thread takes
     // a few descriptors, so this bounds a worker flood before nproc does.
     (Resource::Nofile, Limit::Value(128)),
-    // Threads of the real user id, machine-wide (root is exempt, see docs/hnode.md): node starts
-    // about a dozen (main, 4 V8 platform workers, 4 libuv threadpool threads, helpers), a worker
-    // thread adds a few more.
-    (Resource::Nproc, Limit::Value(64)),
     (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
     (Resource::Rttime, Limit::Value(0)),
@@ -60,10 +59,14 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Stack, Limit::Value(8 * MIB)),
 ];
 
+/// The task budget: node's own threads (main, 4 V8 platform workers, 4 libuv threadpool
+/// threads, a few helpers: about a dozen) and worker_threads (a few threads each).
+const TASKS: u64 = 64;
+
 type Entry = (&'static str, FsAccess, &'static str);
 
 const DEVICES: &[Entry] = &[
-    ("/dev/null", FsAccess::Read, "reading nothing"),
+    ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
 
@@ -79,7 +82,9 @@ static PROFILE: HostProfile = HostProfile {
     runtime_files: resolved::RUNTIME_FILES,
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
-    root_identity: h_sandbox::RootIdentity::Nobody,
+    tasks: TASKS,
+    memory: MEMORY,
+    address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
     refused_variables: REFUSED_VARIABLES,
 };
 
@@ -96,10 +101,13 @@ fn main() -> ExitCode {
     let mut arguments: Vec<OsString> = Vec::new();
     // V8's heap limit inside the data limit, so that a memory bomb gets node's own "heap out of
     // memory" report rather than a failed mapping. Weakens nothing.
-    if let Some(Limit::Value(bytes)) = started.rlimit(Resource::Data) {
+    if let Some(bytes) = started.memory {
         let megabytes = (bytes / 2 / MIB).max(64);
         arguments.push(format!("--max-old-space-size={megabytes}").into());
     }
+    // No native addons: `require` of a `.node` file and `process.dlopen` fail, so no script (not
+    // even a main script named `*.node`) maps native code of its own into node.
+    arguments.push("--no-addons".into());
     // `--` ends node's options: a script named like an option is still the script, and the
     // script's arguments are never node's.
     arguments.push("--".into());

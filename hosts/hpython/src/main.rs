@@ -30,20 +30,26 @@ mod layout {
 }
 
 const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
 
-/// Default limits: what CPython needs, and zero for everything it does not.
+/// The memory budget (`-m`): `data`, which counts the heap, pymalloc's arenas and thread stacks;
+/// past it an allocation fails and the script gets MemoryError.
+const MEMORY: u64 = GIB;
+/// glibc reserves a 64 MiB arena per thread (PROT_NONE until used) and every thread an 8 MiB
+/// stack: address space for the task budget's threads beyond the memory itself.
+const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 4 * GIB;
+
+/// Default limits: what CPython needs, and zero for everything it does not (memory: see
+/// `MEMORY`; threads: see `TASKS`).
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::As, Limit::Value(512 * MIB)), // CPython, libpython, extension modules and the script's heap
     (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
     (Resource::Cpu, Limit::Value(60)),       // seconds of CPU; -r cpu=inf for long jobs
-    (Resource::Data, Limit::Value(512 * MIB)),
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),
     (Resource::Msgqueue, Limit::Value(0)),
     (Resource::Nice, Limit::Value(0)),
     (Resource::Nofile, Limit::Value(64)), // stdio, the script, imports in flight, an asyncio loop
-    (Resource::Nproc, Limit::Value(0)),   // no processes and no threads (seccomp denies both too)
     (Resource::Rss, Limit::Value(0)),     // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
     (Resource::Rttime, Limit::Value(0)),
@@ -51,9 +57,13 @@ const RLIMITS: &[(Resource, Limit)] = &[
     (Resource::Stack, Limit::Value(8 * MIB)), // CPython's recursion limit (1000) stops first
 ];
 
+/// The task budget: the main thread and up to 15 more (threading, ThreadPoolExecutor's default
+/// on a small machine, asyncio.to_thread); no processes (the filter refuses them).
+const TASKS: u64 = 16;
+
 /// Devices every Python program may read, on top of the resolved interpreter files.
 const DEVICES: &[(&str, FsAccess, &str)] = &[
-    ("/dev/null", FsAccess::Read, "reading nothing"),
+    ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
 ];
 
@@ -76,7 +86,9 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     refused_variables: &[],
-    root_identity: h_sandbox::RootIdentity::KeepUid0,
+    tasks: TASKS,
+    memory: MEMORY,
+    address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
 
 /// Exit status for an uncaught error in the script (SPEC).

@@ -27,30 +27,35 @@ mod resolved {
 
 const MIB: u64 = 1 << 20;
 
+/// The memory budget (`-m`) of each process of the run: `data` is a per-process limit, so bash
+/// and every subshell have their own (see docs/hsh.md: the run as a whole may hold up to the
+/// task budget times this).
+const MEMORY: u64 = 256 * MIB;
+/// bash reserves nothing: the address space is the budget plus room for bash and its libraries.
+const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 256 * MIB;
+
 /// Default limits: what a shell script needs, and zero for everything it does not.
 /// Every process bash forks inherits them, each on its own (a limit is per process) except
 /// `nproc`, which the kernel counts per real user id across the whole machine.
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::As, Limit::Value(256 * MIB)), // per process: bash and each subshell
     (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
     (Resource::Cpu, Limit::Value(60)),       // seconds of CPU per process; -r cpu=inf for long jobs
-    (Resource::Data, Limit::Value(256 * MIB)),
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),
     (Resource::Msgqueue, Limit::Value(0)),
     (Resource::Nice, Limit::Value(0)),
     (Resource::Nofile, Limit::Value(64)), // stdio, bash's saved descriptors (10 and up), the script, pipes
-    // Subshells, $(...) and pipelines fork. RLIMIT_NPROC counts every process of the real user
-    // id on the machine, not only the script's: a user who already runs more than this must
-    // raise it (-r nproc=N). The kernel exempts uid 0, so run by root hsh becomes nobody (RootIdentity::Nobody).
-    (Resource::Nproc, Limit::Value(64)),
     (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
     (Resource::Rttime, Limit::Value(0)),
     (Resource::Sigpending, Limit::Value(0)), // SIGCHLD and kill() are not queued against it
     (Resource::Stack, Limit::Value(8 * MIB)),
 ];
+
+/// The task budget: bash and its subshells, command substitutions and pipeline stages at once,
+/// counted for this run alone (root included): a fork bomb stops here.
+const TASKS: u64 = 32;
 
 type Entry = (&'static str, FsAccess, &'static str);
 
@@ -73,7 +78,9 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     refused_variables: &[],
-    root_identity: h_sandbox::RootIdentity::Nobody,
+    tasks: TASKS,
+    memory: MEMORY,
+    address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
 
 fn main() -> ExitCode {

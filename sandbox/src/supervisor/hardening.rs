@@ -3,7 +3,7 @@
 //! `no_new_privs`, an empty landlock domain and its own kill-on-deny filter
 //! (`filters/supervisor.toml`).
 
-use crate::capabilities::{self, RootIdentity};
+use crate::capabilities;
 use crate::syscall_filter::{self, Listener};
 use crate::{filesystem, privileges};
 
@@ -23,14 +23,14 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64, name: &str) -> Res
 
 /// `output_limit`: the host's `fsize`, so that stdout redirected to a file is bounded as the
 /// host's own writes are (a relay past it fails with EFBIG, which stops that stream).
-pub(crate) fn harden(root_identity: RootIdentity, output_limit: Option<u64>) -> Result<(), String> {
+pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>) -> Result<(), String> {
     set_limit(libc::RLIMIT_CORE, 0, "core")?;
     if let Some(limit) = output_limit {
         set_limit(libc::RLIMIT_FSIZE, limit, "fsize")?;
         // SAFETY: SIG_IGN is a valid disposition; EFBIG then reaches the relay instead of a kill.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     }
-    capabilities::drop_all(root_identity).map_err(|error| error.to_string())?;
+    capabilities::drop_all(own_uid).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
     filesystem::restrict_supervisor().map_err(|error| error.to_string())?;
     syscall_filter::install(&supervisor_filter::PROGRAM, Listener::None).map_err(|error| error.to_string())?;

@@ -31,7 +31,6 @@ mod terminal;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::capabilities::RootIdentity;
 use crate::seccomp_program::{NotificationKind, SeccompProgram};
 use crate::syscall_filter::SeccompError;
 use children::{Children, Ending};
@@ -61,7 +60,9 @@ pub(crate) struct Config {
     pub(crate) host: &'static str,
     pub(crate) program: &'static SeccompProgram,
     pub(crate) on_refusal: OnRefusal,
-    pub(crate) root_identity: RootIdentity,
+    /// Run by root: the real uid of the sandbox, which the supervisor takes too (to signal it
+    /// after an exec, and to count in its task budget).
+    pub(crate) own_uid: Option<u32>,
     /// The host's `fsize` limit, applied to what the supervisor writes into the caller's files.
     pub(crate) output_limit: Option<u64>,
 }
@@ -280,7 +281,7 @@ impl Supervisor {
                 return;
             }
         };
-        if let Err(error) = hardening::harden(self.config.root_identity, self.config.output_limit) {
+        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit) {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
             self.children.end_all();
             self.relay.restore_terminal();
