@@ -1,0 +1,346 @@
+//! Running suite programs: as whom, how many at a time, with which limits of time, and what
+//! their output says (refused calls, processes and sockets seen by strace).
+
+use std::collections::BTreeSet;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Who runs the suites. As root, everything (bare interpreter and host alike) runs as the
+/// unprivileged user `h-test`, so both sides have the same uid: hsh and hnode would otherwise
+/// switch root to `nobody`, and CPython's tests skip permission checks for root.
+#[derive(Clone, Copy, Debug)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub const TEST_USER: &str = "h-test";
+
+/// The PATH of every run that does not set its own.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn id_of(flag: &str, user: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, user]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// `None` when the xtask is not root (then everything runs as the caller).
+pub fn run_as() -> Result<Option<RunAs>> {
+    let own = Command::new("id").arg("-u").output().context("running id -u")?;
+    if String::from_utf8_lossy(&own.stdout).trim() != "0" {
+        return Ok(None);
+    }
+    if id_of("-u", TEST_USER).is_none() {
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+            .status()
+            .context("running useradd")?;
+        if !status.success() {
+            bail!("cannot create the unprivileged user {TEST_USER} (useradd: {status})");
+        }
+    }
+    match (id_of("-u", TEST_USER), id_of("-g", TEST_USER)) {
+        (Some(uid), Some(gid)) => Ok(Some(RunAs { uid, gid })),
+        _ => bail!("cannot look up the user {TEST_USER}"),
+    }
+}
+
+/// Creates `dir` (empty) and hands it to the user the suites run as.
+pub fn fresh_dir(dir: &Path, who: Option<RunAs>) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    chown(dir, who)
+}
+
+/// Copies a directory tree (files and folders; symbolic links as links) and hands it to `who`.
+pub fn copy_tree(from: &Path, to: &Path, who: Option<RunAs>) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().context("running cp -a")?;
+    if !status.success() {
+        bail!("cp -a {} {} failed: {status}", from.display(), to.display());
+    }
+    if let Some(who) = who {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{}:{}", who.uid, who.gid)])
+            .arg(to)
+            .status()
+            .context("running chown")?;
+        if !status.success() {
+            bail!("chown -R {} failed: {status}", to.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn chown(path: &Path, who: Option<RunAs>) -> Result<()> {
+    if let Some(who) = who {
+        std::os::unix::fs::chown(path, Some(who.uid), Some(who.gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One program to run: its stdout and stderr both go to `log` (in order, as a terminal would
+/// show them), and it is killed with its whole process group after `timeout`.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// The complete environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub log: PathBuf,
+}
+
+impl Job {
+    pub fn new(program: impl Into<PathBuf>, cwd: &Path, log: PathBuf, timeout: Duration) -> Job {
+        Job { program: program.into(), args: Vec::new(), cwd: cwd.to_path_buf(), env: Vec::new(), timeout, log }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Job {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Job {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Job {
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// How a job ended, and everything it printed.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// `None` when it timed out or could not start.
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    pub output: String,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|status| status.success())
+    }
+
+    /// "exit 3", "signal 31", "timed out".
+    pub fn describe(&self) -> String {
+        match self.status {
+            _ if self.timed_out => "timed out".to_string(),
+            Some(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => format!("exit {code}"),
+                (None, Some(signal)) => format!("signal {signal}"),
+                _ => format!("{status}"),
+            },
+            None => "did not start".to_string(),
+        }
+    }
+}
+
+fn execute(job: &Job, who: Option<RunAs>) -> Finished {
+    let failed = |why: String| Finished { status: None, timed_out: false, output: why };
+    let log = match std::fs::File::create(&job.log) {
+        Ok(file) => file,
+        Err(error) => return failed(format!("creating {}: {error}", job.log.display())),
+    };
+    let log_err = match log.try_clone() {
+        Ok(file) => file,
+        Err(error) => return failed(format!("duplicating {}: {error}", job.log.display())),
+    };
+    let mut command = Command::new(&job.program);
+    command
+        .args(&job.args)
+        .current_dir(&job.cwd)
+        .env_clear()
+        .envs(job.env.iter().map(|(name, value)| (name, value)))
+        .envs(job.env.iter().all(|(name, _)| name != "PATH").then_some(("PATH", DEFAULT_PATH)))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    if let Some(who) = who {
+        command.uid(who.uid).gid(who.gid);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return failed(format!("starting {}: {error}", job.program.display())),
+    };
+    let deadline = Instant::now() + job.timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Whatever the job left behind in its process group (a test's background processes).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+    let output = std::fs::read(&job.log).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default();
+    Finished { status, timed_out, output }
+}
+
+/// Runs `jobs` on at most `workers` at a time (the machine is shared: at most 2), in order of
+/// submission, and returns their results in the same order. `label` names each job in the
+/// progress lines printed on stderr.
+pub fn run_all(
+    jobs: &[Job],
+    workers: usize,
+    who: Option<RunAs>,
+    label: &(dyn Fn(usize) -> String + Sync),
+) -> Vec<Finished> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Finished>>> = Mutex::new(vec![None; jobs.len()]);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, 2) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(index) else { break };
+                let finished = execute(job, who);
+                eprintln!(
+                    "  [{:>4}/{}] {:>6.0}s {:<10} {}",
+                    index + 1,
+                    jobs.len(),
+                    started.elapsed().as_secs_f64(),
+                    if finished.success() { "ok".to_string() } else { finished.describe() },
+                    label(index)
+                );
+                if let Ok(mut results) = results.lock() {
+                    results[index] = Some(finished);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_default();
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or(Finished { status: None, timed_out: false, output: String::new() }))
+        .collect()
+}
+
+/// The calls a host reported as refused, in order, each once: today's hosts print
+/// `HOST: sandbox denied NAME` (and die); the refusing hosts print `HOST: sandbox refused NAME(ARG)`.
+pub fn refusals(host: &str, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = refusal(host, line) {
+            if !seen.contains(&name) {
+                seen.push(name);
+            }
+        }
+    }
+    seen
+}
+
+/// The refused call named on one line of a host's stderr, if it is such a line.
+pub fn refusal(host: &str, line: &str) -> Option<String> {
+    for marker in [format!("{host}: sandbox denied "), format!("{host}: sandbox refused ")] {
+        if let Some(at) = line.find(&marker) {
+            let rest = line[at + marker.len()..].trim();
+            let name = match rest.find(')') {
+                Some(close) if rest.find('(').is_some_and(|open| open < close) => &rest[..=close],
+                _ => rest.split_whitespace().next().unwrap_or(rest),
+            };
+            if !name.is_empty() {
+                return Some(name.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// What strace saw a bare run do: programs executed after the first exec (the interpreter itself
+/// is `own`, and re-executing it is a process too), and internet sockets.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub programs: BTreeSet<String>,
+    pub network: bool,
+}
+
+/// `strace` arguments that put a bare command under a trace of its processes and sockets.
+pub fn strace_prefix(trace_file: &Path, append: bool) -> Vec<String> {
+    let mut args = vec!["-f".to_string(), "-qq".to_string(), "-z".to_string(), "-e".to_string()];
+    args.push("trace=execve,execveat,socket".to_string());
+    args.extend(["-e".to_string(), "signal=none".to_string()]);
+    if append {
+        args.push("-A".to_string());
+    }
+    args.extend(["-o".to_string(), trace_file.display().to_string(), "--".to_string()]);
+    args
+}
+
+/// Reads a trace written with [`strace_prefix`]: every successful exec except the very first
+/// (the traced command starting its interpreter, when `skip_first`) and those `ignore` accepts.
+pub fn read_trace(trace_file: &Path, skip_first: bool, ignore: &dyn Fn(&str) -> bool) -> Trace {
+    let text = std::fs::read_to_string(trace_file).unwrap_or_default();
+    let mut trace = Trace::default();
+    let mut first = skip_first;
+    for line in text.lines() {
+        let Some((_pid, call)) = line.split_once(' ') else { continue };
+        if call.starts_with("execve(") || call.starts_with("execveat(") {
+            let program = call.split('"').nth(1).unwrap_or("?").to_string();
+            if std::mem::take(&mut first) || ignore(&program) {
+                continue;
+            }
+            trace.programs.insert(program);
+        } else if call.starts_with("socket(AF_INET") {
+            trace.network = true;
+        }
+    }
+    trace
+}
+
+/// Removes the build directory's absolute prefix from a path, for shorter tables.
+pub fn short_path(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_of_both_generations_are_parsed() {
+        assert_eq!(refusal("hsh", "hsh: sandbox denied getpeername").as_deref(), Some("getpeername"));
+        assert_eq!(
+            refusal("hpython", "hpython: sandbox refused socket(AF_INET6)").as_deref(),
+            Some("socket(AF_INET6)")
+        );
+        assert_eq!(refusal("hpython", "xx hpython: sandbox refused chmod(...) more").as_deref(), Some("chmod(...)"));
+        assert_eq!(refusal("hsh", "hlua: sandbox denied clone3"), None);
+        let text = "a\nhnode: sandbox denied umask\nb\nhnode: sandbox denied umask\nhnode: sandbox refused x(1)\n";
+        assert_eq!(refusals("hnode", text), vec!["umask".to_string(), "x(1)".to_string()]);
+    }
+}
