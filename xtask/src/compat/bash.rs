@@ -106,7 +106,10 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
     runner::fresh_dir(&work, ctx.who)?;
     let mut host_options = super::common_options();
     let copies = [work.join("bare").join("tests"), work.join("host").join("tests")];
+    // TMPDIR of each side: beside the copy, not in /tmp (the suite user's /tmp is cleaned per test).
+    let tmpdirs = [work.join("bare").join("tmp"), work.join("host").join("tmp")];
     host_options.extend(["--allow-write".to_string(), copies[1].display().to_string()]);
+    host_options.extend(["--allow-write".to_string(), tmpdirs[1].display().to_string()]);
     let strace =
         runner::strace_prefix(Path::new("$COMPAT_TRACE"), true).join(" ").replace("$COMPAT_TRACE", "\"$COMPAT_TRACE\"");
     let bare_sh = work.join("this-sh-bare");
@@ -128,10 +131,9 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         ),
     )?;
     let mut jobs = Vec::new();
-    for (side, copy) in ["bare", "host"].iter().zip(&copies) {
+    for ((side, copy), tmp) in ["bare", "host"].iter().zip(&copies).zip(&tmpdirs) {
         runner::copy_tree(&tests, copy, ctx.who)?;
-        let tmp = PathBuf::from(format!("/tmp/h-compat-bash-{side}"));
-        runner::fresh_dir(&tmp, ctx.who)?;
+        runner::fresh_dir(tmp, ctx.who)?;
         for name in &names {
             let trace = work.join(format!("trace-{name}"));
             let _ = std::fs::remove_file(&trace);
@@ -146,6 +148,9 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
                     .env("BASH_TSTOUT", format!("{}/bashtst-{name}", tmp.display()))
                     .env("COMPAT_TRACE", trace.display().to_string()),
             );
+            if let Some(job) = jobs.last_mut() {
+                job.clean_tmp = true;
+            }
         }
     }
     // One at a time, as run-all does: many tests use fixed names under /tmp.
@@ -179,6 +184,13 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             bare.insert(id, item);
         } else {
             item.refused = runner::refusals(&host.name, &run.output);
+            if !item.passed && item.refused.is_empty() {
+                item.hint = if run.output.contains(&format!("{}: no script given", host.name)) {
+                    "script on standard input (a host runs a file)".to_string()
+                } else {
+                    super::table::errno_hint(&item.detail).unwrap_or("").to_string()
+                };
+            }
             hosted.insert(id, item);
         }
     }
@@ -193,7 +205,10 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         host_command: format!(
             "cd tests && THIS_SH='{} {} --env THIS_SH={BASH} --env TMPDIR --' sh run-NAME",
             host.name,
-            host_options.join(" ").replace(&copies[1].display().to_string(), "TESTS")
+            host_options
+                .join(" ")
+                .replace(&copies[1].display().to_string(), "TESTS")
+                .replace(&tmpdirs[1].display().to_string(), "TMPDIR")
         ),
         bare,
         hosted,

@@ -149,14 +149,34 @@ fn host_ending(host: &str, run: &Finished) -> (Vec<String>, String) {
     (refused, format!("host ended ({}) before this test", run.describe()))
 }
 
+/// Groups a failure without a refusal of its own: an errno (EPERM after an earlier refusal of the
+/// same run names those), else the exception's class.
+fn hint(message: &str, refused: &[String], reported: &[String]) -> String {
+    if !refused.is_empty() {
+        return String::new();
+    }
+    match super::table::errno_hint(message) {
+        Some("EPERM") if !reported.is_empty() => {
+            format!("EPERM (refused earlier in the module: {})", reported.join(", "))
+        }
+        Some(errno) => errno.to_string(),
+        None => message.split(':').next().unwrap_or("").trim().to_string(),
+    }
+}
+
 /// Reads the driver's lines (and, under a host, its refusal lines) into one item per test.
 fn parse(module: &str, run: &Finished, host: Option<&str>) -> Results {
     let mut items = Results::new();
     let mut current: Option<(String, Vec<String>)> = None;
     let mut needs: Vec<(String, Need)> = Vec::new();
     let mut pending_refusals: Vec<String> = Vec::new();
+    // Each refused call is reported once per run: later tests hitting it show no line of their own.
+    let mut reported: Vec<String> = Vec::new();
     for line in run.output.lines() {
         if let Some(name) = host.and_then(|host| runner::refusal(host, line)) {
+            if !reported.contains(&name) {
+                reported.push(name.clone());
+            }
             match current.as_mut() {
                 Some((_, refused)) => refused.push(name),
                 None => pending_refusals.push(name),
@@ -183,11 +203,12 @@ fn parse(module: &str, run: &Finished, host: Option<&str>) -> Results {
                         std::mem::take(&mut pending_refusals)
                     }
                 };
-                let detail = match status {
-                    "pass" => String::new(),
-                    _ => format!("{status}: {}", fields.get(4).unwrap_or(&"")),
+                let message = fields.get(4).copied().unwrap_or("");
+                let (detail, hint) = match status {
+                    "pass" => (String::new(), String::new()),
+                    _ => (format!("{status}: {message}"), hint(message, &refused, &reported)),
                 };
-                items.insert(id, Item { passed: status == "pass", refused, detail, ..Item::default() });
+                items.insert(id, Item { passed: status == "pass", refused, detail, hint, ..Item::default() });
             }
             _ => {}
         }

@@ -135,6 +135,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         }
         measured.push(Host { name, binary });
     }
+    runner::clean_inheritance();
     let ctx = Context { root: root.to_path_buf(), cache: root.join("target/compat"), who: runner::run_as()?, workers };
     std::fs::create_dir_all(&ctx.cache)?;
     let mut report = String::new();
@@ -159,6 +160,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     let mut failures = Vec::new();
     for host in &measured {
         eprintln!("== {}", host.name);
+        runner::clean_tmp(ctx.who);
         let result = match host.name.as_str() {
             "hpython" => cpython::run(&ctx, host),
             "hsh" => bash::run(&ctx, host),

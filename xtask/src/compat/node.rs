@@ -189,6 +189,9 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         item.refused = runner::refusals(&host.name, &host_run.output);
         if !item.passed {
             item.detail = describe(host_run);
+            if item.refused.is_empty() {
+                item.hint = super::table::errno_hint(&host_run.output).unwrap_or("").to_string();
+            }
         }
         hosted.insert(file.clone(), item);
     }

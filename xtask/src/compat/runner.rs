@@ -12,15 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// Who runs the suites. As root, everything (bare interpreter and host alike) runs as the
-/// unprivileged user `h-test`, so both sides have the same uid: hsh and hnode would otherwise
-/// switch root to `nobody`, and CPython's tests skip permission checks for root.
+/// unprivileged user `h-compat`, so both sides have the same uid: hsh and hnode would otherwise
+/// switch root to `nobody`, and CPython's tests skip permission checks for root. A user of its
+/// own (not the tests' `h-test`) so that what it leaves in /tmp can be cleaned away safely.
 #[derive(Clone, Copy, Debug)]
 pub struct RunAs {
     pub uid: u32,
     pub gid: u32,
 }
 
-pub const TEST_USER: &str = "h-test";
+pub const TEST_USER: &str = "h-compat";
 
 /// The PATH of every run that does not set its own.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -51,6 +52,41 @@ pub fn run_as() -> Result<Option<RunAs>> {
     match (id_of("-u", TEST_USER), id_of("-g", TEST_USER)) {
         (Some(uid), Some(gid)) => Ok(Some(RunAs { uid, gid })),
         _ => bail!("cannot look up the user {TEST_USER}"),
+    }
+}
+
+/// Gives the suites a start like a terminal's: descriptors inherited from whoever started the
+/// xtask without close-on-exec are not passed on (bash's tests count descriptors from 10), and
+/// SIGINT and SIGQUIT are not ignored (a shell's background job ignores them, and its children
+/// would inherit that; bash's trap tests print it).
+pub fn clean_inheritance() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: setting FD_CLOEXEC on a descriptor number touches no memory; a number that is
+        // not open (the directory listing's own, closed since) just fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: restoring the default disposition installs no handler code.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
+/// Removes what the suite user left at the top of /tmp (tests killed half-way leave fixed names
+/// such as /tmp/redir-test-2 behind, and the next run would trip on them). Only as root, where
+/// the user is the xtask's own.
+pub fn clean_tmp(who: Option<RunAs>) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(who) = who else { return };
+    let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        if meta.uid() != who.uid {
+            continue;
+        }
+        let _ = if meta.is_dir() { std::fs::remove_dir_all(entry.path()) } else { std::fs::remove_file(entry.path()) };
     }
 }
 
@@ -107,11 +143,21 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub log: PathBuf,
+    /// Clean the suite user's leftovers from /tmp first (only for suites run one job at a time).
+    pub clean_tmp: bool,
 }
 
 impl Job {
     pub fn new(program: impl Into<PathBuf>, cwd: &Path, log: PathBuf, timeout: Duration) -> Job {
-        Job { program: program.into(), args: Vec::new(), cwd: cwd.to_path_buf(), env: Vec::new(), timeout, log }
+        Job {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.to_path_buf(),
+            env: Vec::new(),
+            timeout,
+            log,
+            clean_tmp: false,
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Job {
@@ -159,6 +205,9 @@ impl Finished {
 }
 
 fn execute(job: &Job, who: Option<RunAs>) -> Finished {
+    if job.clean_tmp {
+        clean_tmp(who);
+    }
     let failed = |why: String| Finished { status: None, timed_out: false, output: why };
     let log = match std::fs::File::create(&job.log) {
         Ok(file) => file,
@@ -308,7 +357,8 @@ pub fn read_trace(trace_file: &Path, skip_first: bool, ignore: &dyn Fn(&str) -> 
     let mut trace = Trace::default();
     let mut first = skip_first;
     for line in text.lines() {
-        let Some((_pid, call)) = line.split_once(' ') else { continue };
+        // "PID  call(...) = 0": strace pads the pid with spaces.
+        let Some(call) = line.split_once(' ').map(|(_pid, call)| call.trim_start()) else { continue };
         if call.starts_with("execve(") || call.starts_with("execveat(") {
             let program = call.split('"').nth(1).unwrap_or("?").to_string();
             if std::mem::take(&mut first) || ignore(&program) {
@@ -330,6 +380,26 @@ pub fn short_path(path: &Path, root: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_name_programs_and_internet_sockets() {
+        let dir = std::env::temp_dir().join(format!("h-compat-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("trace");
+        let text = "4962  execve(\"/usr/bin/bash\", [\"bash\"], 0x0 /* 3 vars */) = 0\n\
+                    4962  socket(AF_UNIX, SOCK_STREAM, 0) = 3\n\
+                    4963  execve(\"/usr/bin/grep\", [\"grep\", \"h\"], 0x0 /* 6 vars */) = 0\n\
+                    4964 execve(\"/usr/bin/bash\", [\"bash\"], 0x0 /* 6 vars */) = 0\n";
+        std::fs::write(&file, text).unwrap();
+        let trace = read_trace(&file, false, &|program| program.ends_with("/bash"));
+        assert_eq!(trace.programs.into_iter().collect::<Vec<_>>(), vec!["/usr/bin/grep".to_string()]);
+        assert!(!trace.network);
+        std::fs::write(&file, format!("{text}4965  socket(AF_INET6, SOCK_STREAM, 0) = 4\n")).unwrap();
+        let trace = read_trace(&file, true, &|_| false);
+        assert_eq!(trace.programs.len(), 2);
+        assert!(trace.network);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn refusal_lines_of_both_generations_are_parsed() {

@@ -141,7 +141,8 @@ impl Comparison {
             for (cause, items) in rows {
                 let examples: Vec<String> = items
                     .iter()
-                    .take(3)
+                    .take(2)
+                    .map(|(id, detail)| (id.strip_prefix("test.").unwrap_or(id), detail))
                     .map(|(id, detail)| {
                         if cause.starts_with("other") && !detail.is_empty() {
                             format!("`{id}` ({})", clip(detail, 90))
@@ -171,7 +172,7 @@ impl Comparison {
 
     /// Every item, one line each, tab-separated: id, bare, host, cause/detail (for digging).
     pub fn details(&self) -> String {
-        let mut out = String::from("id\tbare\thost\tneeds\trefused\tdetail\n");
+        let mut out = String::from("id\tbare\thost\tneeds\trefused\tbare detail\thost detail\n");
         let outcome = |item: Option<&Item>| match item {
             Some(item) if item.passed => "pass",
             Some(item) if item.never_ran => "not-run",
@@ -187,12 +188,33 @@ impl Comparison {
             let needs: Vec<&str> =
                 bare.map(|item| item.needs.iter().map(|need| need.label()).collect()).unwrap_or_default();
             let refused = hosted.map(|item| item.refused.join(",")).unwrap_or_default();
-            let detail =
-                hosted.filter(|item| !item.passed).or(bare).map(|item| clip(&item.detail, 200)).unwrap_or_default();
-            let _ =
-                writeln!(out, "{id}\t{}\t{}\t{}\t{refused}\t{detail}", outcome(bare), outcome(hosted), needs.join(","));
+            let detail = |item: Option<&Item>| item.map(|item| clip(&item.detail, 200)).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{id}\t{}\t{}\t{}\t{refused}\t{}\t{}",
+                outcome(bare),
+                outcome(hosted),
+                needs.join(","),
+                detail(bare),
+                detail(hosted)
+            );
         }
         out
+    }
+}
+
+/// The errno an error message shows, named for what it means under a host: `EACCES` is
+/// landlock's answer, `EPERM` seccomp's refusal, `ENOSYS` a call answered as missing.
+pub fn errno_hint(text: &str) -> Option<&'static str> {
+    let has = |needle: &str| text.contains(needle);
+    if has("[Errno 13]") || has("EACCES") || has("Permission denied") {
+        Some("EACCES (landlock)")
+    } else if has("[Errno 1]") || has("EPERM") || has("Operation not permitted") {
+        Some("EPERM")
+    } else if has("[Errno 38]") || has("ENOSYS") || has("Function not implemented") {
+        Some("ENOSYS")
+    } else {
+        None
     }
 }
 
