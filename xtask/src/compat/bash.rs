@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::observe;
 use super::runner::{self, Job};
 use super::source::{self, AptSource};
 use super::table::{Comparison, Item, Need, Results};
@@ -110,8 +111,9 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
     let tmpdirs = [work.join("bare").join("tmp"), work.join("host").join("tmp")];
     host_options.extend(["--allow-write".to_string(), copies[1].display().to_string()]);
     host_options.extend(["--allow-write".to_string(), tmpdirs[1].display().to_string()]);
-    let strace =
-        runner::strace_prefix(Path::new("$COMPAT_TRACE"), true).join(" ").replace("$COMPAT_TRACE", "\"$COMPAT_TRACE\"");
+    let strace = observe::strace_prefix(Path::new("$COMPAT_TRACE"), true)
+        .join(" ")
+        .replace("$COMPAT_TRACE", "\"$COMPAT_TRACE\"");
     let bare_sh = work.join("this-sh-bare");
     write_script(
         &bare_sh,
@@ -170,7 +172,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         }
         let id = name.trim_start_matches("run-").to_string();
         if is_bare {
-            let trace = runner::read_trace(&work.join(format!("trace-{name}")), false, &|program| {
+            let trace = observe::read_trace(&work.join(format!("trace-{name}")), false, &|program| {
                 program == BASH || program.ends_with("/bash")
             });
             if !trace.programs.is_empty() {
@@ -183,7 +185,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             }
             bare.insert(id, item);
         } else {
-            item.refused = runner::refusals(&host.name, &run.output);
+            item.refused = observe::refusals(&host.name, &run.output);
             if !item.passed && item.refused.is_empty() {
                 item.hint = if run.output.contains(&format!("{}: no script given", host.name)) {
                     "script on standard input (a host runs a file)".to_string()

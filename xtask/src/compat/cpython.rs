@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::observe;
 use super::runner::{self, Finished, Job};
 use super::table::{Comparison, Item, Need, Results};
 use super::{Context, Host};
@@ -145,7 +146,7 @@ fn options_text() -> String {
 
 /// How a host run ended, for the tests it never reached: (refused calls, description).
 fn host_ending(host: &str, run: &Finished) -> (Vec<String>, String) {
-    let refused: Vec<String> = runner::refusals(host, &run.output).into_iter().last().into_iter().collect();
+    let refused: Vec<String> = observe::refusals(host, &run.output).into_iter().last().into_iter().collect();
     (refused, format!("host ended ({}) before this test", run.describe()))
 }
 
@@ -173,7 +174,7 @@ fn parse(module: &str, run: &Finished, host: Option<&str>) -> Results {
     // Each refused call is reported once per run: later tests hitting it show no line of their own.
     let mut reported: Vec<String> = Vec::new();
     for line in run.output.lines() {
-        if let Some(name) = host.and_then(|host| runner::refusal(host, line)) {
+        if let Some(name) = host.and_then(|host| observe::refusal(host, line)) {
             if !reported.contains(&name) {
                 reported.push(name.clone());
             }
@@ -219,7 +220,7 @@ fn parse(module: &str, run: &Finished, host: Option<&str>) -> Results {
         items.insert(id, Item { refused, detail, ..Item::default() });
     }
     if items.is_empty() {
-        let refused = host.map(|host| runner::refusals(host, &run.output)).unwrap_or_default();
+        let refused = host.map(|host| observe::refusals(host, &run.output)).unwrap_or_default();
         let detail = format!("no test ran ({}): {}", run.describe(), super::table::clip(run.output.trim(), 200));
         items.insert(format!("{module} (import)"), Item { refused, detail, ..Item::default() });
     }
@@ -233,4 +234,43 @@ fn parse(module: &str, run: &Finished, host: Option<&str>) -> Results {
         }
     }
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::ExitStatus;
+
+    fn finished(output: &str, signal: Option<i32>) -> Finished {
+        use std::os::unix::process::ExitStatusExt;
+        let status = ExitStatus::from_raw(signal.unwrap_or(0));
+        Finished { status: Some(status), timed_out: false, output: output.to_string() }
+    }
+
+    #[test]
+    fn refusals_are_attributed_to_the_test_that_was_running() {
+        let output = "@@compat\tstart\tt.A.one\n@@compat\tneeds\tprocess\tt.A.one\n\
+                      @@compat\tend\tpass\tt.A.one\t\n@@compat\tstart\tt.A.two\n\
+                      hpython: sandbox refused symlink(...)\n\
+                      @@compat\tend\terror\tt.A.two\tPermissionError: [Errno 1] Operation not permitted\n\
+                      @@compat\tstart\tt.A.three\n\
+                      @@compat\tend\tfail\tt.A.three\tPermissionError: [Errno 1] Operation not permitted\n\
+                      @@compat\tstart\tt.A.four\nhpython: sandbox denied clone3\n";
+        let items = parse("test_x", &finished(output, Some(31)), Some("hpython"));
+        assert!(items["t.A.one"].passed);
+        assert_eq!(items["t.A.one"].needs, vec![Need::Process]);
+        assert_eq!(items["t.A.two"].refused, vec!["symlink(...)".to_string()]);
+        assert!(items["t.A.three"].refused.is_empty());
+        assert_eq!(items["t.A.three"].hint, "EPERM (refused earlier in the module: symlink(...))");
+        assert_eq!(items["t.A.four"].refused, vec!["clone3".to_string()]);
+        assert!(!items["t.A.four"].passed);
+    }
+
+    #[test]
+    fn a_host_that_dies_at_import_yields_one_item_with_the_refusal() {
+        let items = parse("test_x", &finished("hpython: sandbox denied chmod\n", Some(31)), Some("hpython"));
+        let item = &items["test_x (import)"];
+        assert_eq!(item.refused, vec!["chmod".to_string()]);
+        assert!(!item.passed);
+    }
 }

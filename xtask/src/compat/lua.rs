@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::observe;
 use super::runner::{self, Job};
 use super::source;
 use super::table::{Comparison, Item, Need, Results};
@@ -104,7 +105,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             let log = work.join(format!("{side}-{file}.log"));
             let job = if *side == "bare" {
                 Job::new("/usr/bin/strace", copy, log, Duration::from_secs(600))
-                    .args(runner::strace_prefix(&work.join(format!("trace-{file}")), false))
+                    .args(observe::strace_prefix(&work.join(format!("trace-{file}")), false))
                     .args([LUA, "lua_driver.lua", file])
             } else {
                 Job::new(&host.binary, copy, log, Duration::from_secs(600)).args(host_options(copy)).args([
@@ -132,7 +133,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             item.hint = message.split_once(": ").map_or(message.as_str(), |(_, text)| text).to_string();
         }
         if is_bare {
-            let trace = runner::read_trace(&work.join(format!("trace-{file}")), true, &|_| false);
+            let trace = observe::read_trace(&work.join(format!("trace-{file}")), true, &|_| false);
             if !trace.programs.is_empty() {
                 item.needs.push(Need::Process);
             }
@@ -141,7 +142,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             }
             bare.insert(file.to_string(), item);
         } else {
-            item.refused = runner::refusals(&host.name, &run.output);
+            item.refused = observe::refusals(&host.name, &run.output);
             hosted.insert(file.to_string(), item);
         }
     }

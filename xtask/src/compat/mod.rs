@@ -16,6 +16,7 @@ mod bash;
 mod cpython;
 mod lua;
 mod node;
+mod observe;
 mod runner;
 mod source;
 mod table;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::observe;
 use super::runner::{self, Job};
 use super::source::{self, AptSource};
 use super::table::{Comparison, Item, Need, Results};
@@ -146,7 +147,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
                 Duration::from_secs(180),
             );
             let job = if side == "bare" {
-                job.args(runner::strace_prefix(&work.join(format!("trace-{file}")), false))
+                job.args(observe::strace_prefix(&work.join(format!("trace-{file}")), false))
                     .arg(NODE)
                     .args(flags.iter().cloned())
                     .arg(path.display().to_string())
@@ -174,7 +175,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         if !item.passed {
             item.detail = describe(bare_run);
         }
-        let trace = runner::read_trace(&work.join(format!("trace-{file}")), true, &|_| false);
+        let trace = observe::read_trace(&work.join(format!("trace-{file}")), true, &|_| false);
         if !trace.programs.is_empty() {
             item.needs.push(Need::Process);
         }
@@ -186,7 +187,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         }
         bare.insert(file.clone(), item);
         let mut item = Item { passed: host_run.success(), ..Item::default() };
-        item.refused = runner::refusals(&host.name, &host_run.output);
+        item.refused = observe::refusals(&host.name, &host_run.output);
         if !item.passed {
             item.detail = describe(host_run);
             if item.refused.is_empty() {
