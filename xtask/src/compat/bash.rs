@@ -199,7 +199,11 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
     Ok(Comparison {
         title: format!(
             "bash {} `tests/` (run-* scripts)",
-            tests.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            tests
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().trim_start_matches("bash-").to_string())
+                .unwrap_or_default()
         ),
         host: host.name.clone(),
         unit: "test scripts",

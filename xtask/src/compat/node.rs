@@ -131,6 +131,8 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
     files.sort();
     let work = ctx.cache.join("work").join(&host.name).join("node");
     runner::fresh_dir(&work, ctx.who)?;
+    // node's tools/test.py runs every test from the source root (tests open ./test/fixtures/...).
+    let source_root = test.parent().context("node source root")?;
     let mut jobs = Vec::new();
     let mut file_flags = Vec::new();
     for file in &files {
@@ -142,7 +144,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
             let log = work.join(format!("{side}-{file}.log"));
             let job = Job::new(
                 if side == "bare" { Path::new("strace") } else { host.binary.as_path() },
-                &scratch,
+                source_root,
                 log,
                 Duration::from_secs(180),
             );
@@ -201,8 +203,8 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         title: format!("node `test/parallel` sample ({suite_version}, {} files)", files.len()),
         host: host.name.clone(),
         unit: "test files",
-        bare_command: "cd SCRATCH && NODE_TEST_DIR=SCRATCH node [// Flags: of the file] TEST/parallel/FILE".to_string(),
-        host_command: format!("cd SCRATCH && {} {options} -- TEST/parallel/FILE", host.name),
+        bare_command: "cd TEST/.. && NODE_TEST_DIR=SCRATCH node [// Flags: of the file] TEST/parallel/FILE".to_string(),
+        host_command: format!("cd TEST/.. && {} {options} -- TEST/parallel/FILE", host.name),
         bare,
         hosted,
         notes: vec![format!(
