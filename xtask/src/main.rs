@@ -6,7 +6,9 @@
 //! - `test`                everything CI runs: packages, codegen check, verification, all tests
 //! - `bench`               startup overhead of each host against its bare interpreter
 //! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
+//! - `compat [HOST[=BINARY]...]` third-party test suites bare and under each host (docs/compat.md; long)
 
+mod compat;
 mod constants;
 mod fakestore;
 mod filters;
@@ -120,7 +122,7 @@ fn main() -> Result<()> {
     let root = project_root();
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = arguments.first() else {
-        bail!("usage: cargo xtask codegen [--check] | verify | run HOST ARGS... | test | bench");
+        bail!("usage: cargo xtask codegen [--check] | verify | run HOST ARGS... | test | bench | vm-test | compat [HOST...]");
     };
     match command.as_str() {
         "codegen" => filters::codegen(&root, arguments.iter().any(|arg| arg == "--check")),
@@ -154,6 +156,7 @@ fn main() -> Result<()> {
         }
         "bench" => bench(&root, &arguments[1..]),
         "vm-test" => vmtest::run(&root, &arguments[1..]),
+        "compat" => compat::run(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),
     }
 }
