@@ -14,8 +14,8 @@ mod privileges;
 pub mod seccomp_program;
 mod supervisor;
 mod syscall_filter;
-mod tasks;
 pub mod syscall_names;
+mod tasks;
 mod threads;
 
 use std::ffi::OsString;

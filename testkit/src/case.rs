@@ -149,7 +149,6 @@ fn default_timeout() -> u64 {
     60
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,7 +220,6 @@ pub fn main_for(suite: &Suite) {
     std::process::exit(if failures == 0 { 0 } else { 1 });
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +239,4 @@ mod tests {
             ]
         );
     }
-
 }

@@ -149,4 +149,3 @@ pub fn judge(expect: &Expect, outcome: &Outcome, work: &Path) -> Vec<String> {
     }
     problems
 }
-

@@ -115,4 +115,3 @@ pub(crate) fn prepare_work(scratch: &Scratch, name: &str, case_dir: &Path, case:
 pub(crate) fn substitute(text: &str, work: &Path) -> String {
     text.replace("$WORK", &work.to_string_lossy())
 }
-

@@ -28,7 +28,8 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("SECCOMP_IOCTL_NOTIF_RECV", 0xc050_2100, 0xc050_2100),
     ("SECCOMP_IOCTL_NOTIF_SEND", 0xc018_2101, 0xc018_2101),
     // clocks (uapi/linux/time.h); the process's own CPU clocks are MAKE_PROCESS_CPUCLOCK(0, n)
-    // and MAKE_THREAD_CPUCLOCK(0, n), negative ints that glibc passes sign-extended
+    // and MAKE_THREAD_CPUCLOCK(0, n), negative ints: glibc passes them zero-extended (the kernel
+    // reads 32 bits), other callers may sign-extend them; both name the same clock
     ("CLOCK_REALTIME", 0, 0),
     ("CLOCK_MONOTONIC", 1, 1),
     ("CLOCK_PROCESS_CPUTIME_ID", 2, 2),
@@ -40,12 +41,18 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("CLOCK_REALTIME_ALARM", 8, 8),
     ("CLOCK_BOOTTIME_ALARM", 9, 9),
     ("CLOCK_TAI", 11, 11),
-    ("CPUCLOCK_OWN_PROCESS_PROF", (-8i64) as u64, (-8i64) as u64),
-    ("CPUCLOCK_OWN_PROCESS_VIRT", (-7i64) as u64, (-7i64) as u64),
-    ("CPUCLOCK_OWN_PROCESS_SCHED", (-6i64) as u64, (-6i64) as u64),
-    ("CPUCLOCK_OWN_THREAD_PROF", (-4i64) as u64, (-4i64) as u64),
-    ("CPUCLOCK_OWN_THREAD_VIRT", (-3i64) as u64, (-3i64) as u64),
-    ("CPUCLOCK_OWN_THREAD_SCHED", (-2i64) as u64, (-2i64) as u64),
+    ("CPUCLOCK_OWN_PROCESS_PROF", -8i32 as u32 as u64, -8i32 as u32 as u64),
+    ("CPUCLOCK_OWN_PROCESS_PROF_SIGN_EXTENDED", (-8i64) as u64, (-8i64) as u64),
+    ("CPUCLOCK_OWN_PROCESS_VIRT", -7i32 as u32 as u64, -7i32 as u32 as u64),
+    ("CPUCLOCK_OWN_PROCESS_VIRT_SIGN_EXTENDED", (-7i64) as u64, (-7i64) as u64),
+    ("CPUCLOCK_OWN_PROCESS_SCHED", -6i32 as u32 as u64, -6i32 as u32 as u64),
+    ("CPUCLOCK_OWN_PROCESS_SCHED_SIGN_EXTENDED", (-6i64) as u64, (-6i64) as u64),
+    ("CPUCLOCK_OWN_THREAD_PROF", -4i32 as u32 as u64, -4i32 as u32 as u64),
+    ("CPUCLOCK_OWN_THREAD_PROF_SIGN_EXTENDED", (-4i64) as u64, (-4i64) as u64),
+    ("CPUCLOCK_OWN_THREAD_VIRT", -3i32 as u32 as u64, -3i32 as u32 as u64),
+    ("CPUCLOCK_OWN_THREAD_VIRT_SIGN_EXTENDED", (-3i64) as u64, (-3i64) as u64),
+    ("CPUCLOCK_OWN_THREAD_SCHED", -2i32 as u32 as u64, -2i32 as u32 as u64),
+    ("CPUCLOCK_OWN_THREAD_SCHED_SIGN_EXTENDED", (-2i64) as u64, (-2i64) as u64),
     // fcntl commands
     ("F_DUPFD", 0, 0),
     ("F_GETFD", 1, 1),

@@ -76,8 +76,14 @@ fn parse_env(value: &OsStr) -> Result<(OsString, Option<OsString>), UsageError> 
 }
 
 /// Options that take a value: (short, long).
-const VALUED: &[(Option<char>, &str)] =
-    &[(Some('r'), "rlimit"), (None, "allow-read"), (None, "allow-write"), (None, "env"), (None, "tasks"), (Some('m'), "memory")];
+const VALUED: &[(Option<char>, &str)] = &[
+    (Some('r'), "rlimit"),
+    (None, "allow-read"),
+    (None, "allow-write"),
+    (None, "env"),
+    (None, "tasks"),
+    (Some('m'), "memory"),
+];
 
 pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, UsageError> {
     let mut options = Options::default();
@@ -102,9 +108,8 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
             }
             "tasks" => {
                 let text = value.to_string_lossy();
-                let limit = Limit::parse(&text).ok_or_else(|| {
-                    UsageError(format!("unable to parse --tasks value: {text} (a number, or inf)"))
-                })?;
+                let limit = Limit::parse(&text)
+                    .ok_or_else(|| UsageError(format!("unable to parse --tasks value: {text} (a number, or inf)")))?;
                 options.tasks = Some(limit);
             }
             "allow-read" => options.allow_read.push(PathBuf::from(value)),

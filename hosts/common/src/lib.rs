@@ -94,11 +94,12 @@ pub fn effective_rlimits(profile: &HostProfile, options: &Options) -> Vec<(Resou
         None if options.inherit_rlimits => None,
         None => Some(Limit::Value(profile.memory)),
     };
-    let set = |limits: &mut Vec<(Resource, Limit)>, resource: Resource, limit: Limit| {
-        match limits.iter_mut().find(|(existing, _)| *existing == resource) {
-            Some(entry) => entry.1 = limit,
-            None => limits.push((resource, limit)),
-        }
+    let set = |limits: &mut Vec<(Resource, Limit)>, resource: Resource, limit: Limit| match limits
+        .iter_mut()
+        .find(|(existing, _)| *existing == resource)
+    {
+        Some(entry) => entry.1 = limit,
+        None => limits.push((resource, limit)),
     };
     match memory {
         Some(Limit::Value(bytes)) => {

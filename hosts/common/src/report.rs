@@ -116,15 +116,24 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
                 out,
                 "tasks: at most {tasks} processes and threads at once in this run, {host} included (RLIMIT_NPROC):"
             );
-            let _ = writeln!(out, "  run by a user: the tasks the user runs at start + {tasks}; racy with the user's other");
+            let _ = writeln!(
+                out,
+                "  run by a user: the tasks the user runs at start + {tasks}; racy with the user's other"
+            );
             let _ = writeln!(out, "  processes only (if they end meanwhile, the run may grow by as many)");
             let _ = writeln!(
                 out,
                 "  run by root: a real uid of the run's own ({} + the supervisor's pid), so the limit counts the run",
                 h_sandbox::OWN_UID_BASE
             );
-            let _ = writeln!(out, "  alone; effective, saved and filesystem uid stay 0 (files stay root's, without capabilities;");
-            let _ = writeln!(out, "  a kernel that resets the effective uid at an exec under no_new_privs makes it the run's own)");
+            let _ = writeln!(
+                out,
+                "  alone; effective, saved and filesystem uid stay 0 (files stay root's, without capabilities;"
+            );
+            let _ = writeln!(
+                out,
+                "  a kernel that resets the effective uid at an exec under no_new_privs makes it the run's own)"
+            );
         }
     }
     let _ = writeln!(out, "no_new_privs: set");

@@ -42,8 +42,8 @@ const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 4 * GIB;
 /// Default limits: what CPython needs, and zero for everything it does not (memory: see
 /// `MEMORY`; threads: see `TASKS`).
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
-    (Resource::Cpu, Limit::Value(60)),       // seconds of CPU; -r cpu=inf for long jobs
+    (Resource::Core, Limit::Value(0)),         // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)),         // seconds of CPU; -r cpu=inf for long jobs
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),

@@ -38,15 +38,15 @@ const ADDRESS_SPACE_BEYOND_MEMORY: u64 = 256 * MIB;
 /// Every process bash forks inherits them, each on its own (a limit is per process) except
 /// `nproc`, which the kernel counts per real user id across the whole machine.
 const RLIMITS: &[(Resource, Limit)] = &[
-    (Resource::Core, Limit::Value(0)),       // no core dumps of the script's memory
-    (Resource::Cpu, Limit::Value(60)),       // seconds of CPU per process; -r cpu=inf for long jobs
+    (Resource::Core, Limit::Value(0)),         // no core dumps of the script's memory
+    (Resource::Cpu, Limit::Value(60)),         // seconds of CPU per process; -r cpu=inf for long jobs
     (Resource::Fsize, Limit::Value(64 * MIB)), // room for ordinary output redirected to a file
     (Resource::Locks, Limit::Value(0)),
     (Resource::Memlock, Limit::Value(0)),
     (Resource::Msgqueue, Limit::Value(0)),
     (Resource::Nice, Limit::Value(0)),
     (Resource::Nofile, Limit::Value(64)), // stdio, bash's saved descriptors (10 and up), the script, pipes
-    (Resource::Rss, Limit::Value(0)), // not enforced by Linux; zero documents intent
+    (Resource::Rss, Limit::Value(0)),     // not enforced by Linux; zero documents intent
     (Resource::Rtprio, Limit::Value(0)),
     (Resource::Rttime, Limit::Value(0)),
     (Resource::Sigpending, Limit::Value(0)), // SIGCHLD and kill() are not queued against it
