@@ -1,8 +1,9 @@
 -- fun.lua: Alice's "game". Play it: it prints a maze, keeps a score... and, buried in the
 -- cache-cleaning helper, runs a shell command, exactly the trick from the original h's README.
--- Under hlua the kernel stops it before any process starts:
---     hlua: sandbox denied clone3
--- (and a shell reports exit status 159, SIGSYS).
+-- Under hlua no process is ever created: the call fails inside the game (os.execute returns
+-- nil, "Operation not permitted"), hlua names it on stderr,
+--     hlua: sandbox refused clone3
+-- and the game goes on. With `hlua -k` the first refused call ends the run instead (SIGSYS, 159).
 
 local maze = {
   "#########",

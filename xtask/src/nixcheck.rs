@@ -43,8 +43,6 @@ const VM_TESTS: &[(&str, &str)] = &[
 /// Cases that cannot hold on NixOS or on linux 6.1 (landlock ABI 2), and a need each must
 /// declare so that the VM tests skip it there: (case, "abi" | "program" | "file").
 const NIXOS_SKIPS: &[(&str, &str)] = &[
-    ("hlua/attacks/loadlib", "file"),
-    ("hnode/attacks/dlopen", "file"),
     ("hsh/attacks/enable-f", "file"),
     ("hsh/attacks/loader-trick", "file"),
     ("hsh/cases/external-command", "program"),

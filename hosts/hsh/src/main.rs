@@ -130,8 +130,10 @@ mod tests {
     fn only_the_launchers_execveat_is_allowed() {
         let fd = EXEC_FD as u64;
         let empty_path = libc::AT_EMPTY_PATH as u64;
-        assert_eq!(action("execveat", [fd, 0, 0, 0, empty_path, 0]), ALLOW);
-        assert_ne!(action("execveat", [fd + 1, 0, 0, 0, empty_path, 0]), ALLOW);
+        // Allowed once: the supervisor lets the launcher's call run and refuses every later one.
+        let first_only = bpf::SECCOMP_RET_USER_NOTIF | bpf::NOTIFY_FIRST_ONLY;
+        assert_eq!(action("execveat", [fd, 0, 0, 0, empty_path, 0]), first_only);
+        assert_eq!(action("execveat", [fd + 1, 0, 0, 0, empty_path, 0]), bpf::SECCOMP_RET_USER_NOTIF);
         assert_ne!(action("execveat", [libc::AT_FDCWD as u64, 0, 0, 0, 0, 0]), ALLOW);
         assert_ne!(action("execveat", [fd, 0, 0, 0, 0, 0]), ALLOW);
     }
@@ -171,5 +173,21 @@ mod tests {
         // Setting is left to the kernel: soft = hard and no CAP_SYS_RESOURCE, so only lowering works.
         assert_eq!(action("prlimit64", [0, libc::RLIMIT_NOFILE as u64, 0x1000, 0, 0, 0]), ALLOW);
         assert_ne!(action("prlimit64", [1, libc::RLIMIT_NOFILE as u64, 0, 0x1000, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn no_process_leaves_the_runs_session_and_no_foreign_cpu_clock() {
+        for call in ["setsid", "setpgid", "setpgrp"] {
+            if PROGRAM.syscall_names.iter().any(|&(_, name)| name == call) {
+                assert_eq!(action(call, [0; 6]), bpf::SECCOMP_RET_USER_NOTIF, "{call}");
+            }
+        }
+        const OTHER_PROCESS_SCHED_CLOCK: u64 = (((!1i64) << 3) | 2) as u64;
+        assert_eq!(action("clock_gettime", [libc::CLOCK_MONOTONIC as u64, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(action("clock_gettime", [OTHER_PROCESS_SCHED_CLOCK, 0, 0, 0, 0, 0]), bpf::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(
+            action("clock_gettime", [OTHER_PROCESS_SCHED_CLOCK & 0xffff_ffff, 0, 0, 0, 0, 0]),
+            bpf::SECCOMP_RET_USER_NOTIF
+        );
     }
 }
