@@ -168,20 +168,28 @@ pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<Landloc
     }
 }
 
-/// The supervisor's own landlock domain: no filesystem access and no TCP at all. No scope is
-/// set, because the supervisor must still signal the host, whose domain is not nested in its own.
-/// Skipped on a kernel without landlock (the host's own domain is what protects the system).
-pub(crate) fn restrict_supervisor() -> Result<(), LandlockError> {
+/// The supervisor's own landlock domain: no TCP at all, and no filesystem access but, when it
+/// watches the run's CPU and memory, reading beneath /proc. No scope is set, because the
+/// supervisor must still signal the host, whose domain is not nested in its own. Skipped on a
+/// kernel without landlock (the host's own domain is what protects the system).
+pub(crate) fn restrict_supervisor(watch_proc: bool) -> Result<(), LandlockError> {
     if landlock_abi().is_none() {
         return Ok(());
     }
-    let status = Ruleset::default()
+    let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(HANDLED_ABI))
         .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.create())
-        .and_then(|ruleset| ruleset.restrict_self())
         .map_err(LandlockError::Restrict)?;
+    if watch_proc {
+        let path = PathBuf::from("/proc");
+        let descriptor = PathFd::new(&path).map_err(|source| LandlockError::Path { path: path.clone(), source })?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(descriptor, FsAccess::Read.rights(true)))
+            .map_err(|source| LandlockError::Rule { path, source })?;
+    }
+    let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
         RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(()),
         RulesetStatus::NotEnforced => Err(LandlockError::NotEnforced),

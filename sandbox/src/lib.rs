@@ -25,7 +25,7 @@ pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeat
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
-pub use supervisor::{OnRefusal, SupervisorError};
+pub use supervisor::{OnRefusal, RunBudget, SupervisorError};
 pub use syscall_filter::SeccompError;
 pub use tasks::{TaskPlan, TasksError, OWN_UID_BASE};
 pub use threads::ThreadsError;
@@ -50,6 +50,9 @@ pub struct Policy {
     pub tasks: Limit,
     /// What a call outside the allow-list gets: an error (default) or the end of the sandbox.
     pub on_refusal: OnRefusal,
+    /// What the whole run may use, for hosts whose script creates processes (each process is
+    /// bound by its own rlimits; the supervisor sums them): `None` for one-process hosts.
+    pub run_budget: Option<RunBudget>,
     /// What stays visible of the command line (`ps`, /proc): the script's name and arguments,
     /// which the script receives anyway. The host's own options are overwritten.
     pub visible_arguments: Vec<OsString>,
@@ -134,6 +137,7 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         on_refusal: policy.on_refusal,
         own_uid: tasks.own_uid,
         output_limit,
+        run_budget: policy.run_budget,
     };
     let handoff = supervisor::split(config, stdio)?;
     limits::apply(&rlimits)?;

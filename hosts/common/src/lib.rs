@@ -36,6 +36,9 @@ pub struct HostProfile {
     /// mapping (heap, anonymous memory, thread stacks, JIT code), and the interpreter's own heap
     /// limit where it has one.
     pub memory: u64,
+    /// The script may create processes (hsh): each has its own rlimits, so the supervisor also
+    /// holds the run as a whole to the CPU and memory budgets.
+    pub creates_processes: bool,
     /// Address space allowed beyond the memory budget (RLIMIT_AS = memory + this): reservations
     /// that cost no memory (glibc's per-thread arenas, V8's cages).
     pub address_space_beyond_memory: u64,
@@ -116,6 +119,18 @@ pub fn effective_rlimits(profile: &HostProfile, options: &Options) -> Vec<(Resou
         set(&mut limits, resource, limit);
     }
     limits
+}
+
+/// The whole run's budget: the per-process CPU limit and the memory budget, summed over its
+/// processes by the supervisor.
+fn run_budget(limits: &[(Resource, Limit)]) -> h_sandbox::RunBudget {
+    let value = |wanted: Resource| {
+        limits.iter().find_map(|&(resource, limit)| match (resource == wanted, limit) {
+            (true, Limit::Value(value)) => Some(value),
+            _ => None,
+        })
+    };
+    h_sandbox::RunBudget { cpu_seconds: value(Resource::Cpu), memory_bytes: value(Resource::Data) }
 }
 
 fn check_rlimits(host: &str, limits: &[(Resource, Limit)]) {
@@ -205,6 +220,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
     }
 
     let rlimits = effective_rlimits(profile, options);
+    let budget = run_budget(&rlimits);
     check_rlimits(host, &rlimits);
     let policy = Policy {
         host,
@@ -215,6 +231,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         seccomp: profile.seccomp,
         tasks: options.tasks.unwrap_or(Limit::Value(profile.tasks)),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
+        run_budget: profile.creates_processes.then_some(budget),
         visible_arguments: std::iter::once(options.script.clone().into_os_string())
             .chain(options.script_args.iter().cloned())
             .collect(),

@@ -23,7 +23,9 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64, name: &str) -> Res
 
 /// `output_limit`: the host's `fsize`, so that stdout redirected to a file is bounded as the
 /// host's own writes are (a relay past it fails with EFBIG, which stops that stream).
-pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>) -> Result<(), String> {
+/// `watch_proc`: the supervisor samples the run from /proc (see `accounting`), its one read-only
+/// filesystem grant.
+pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>, watch_proc: bool) -> Result<(), String> {
     set_limit(libc::RLIMIT_CORE, 0, "core")?;
     if let Some(limit) = output_limit {
         set_limit(libc::RLIMIT_FSIZE, limit, "fsize")?;
@@ -32,7 +34,7 @@ pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>) -> Result<
     }
     capabilities::drop_all(own_uid).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
-    filesystem::restrict_supervisor().map_err(|error| error.to_string())?;
+    filesystem::restrict_supervisor(watch_proc).map_err(|error| error.to_string())?;
     syscall_filter::install(&supervisor_filter::PROGRAM, Listener::None).map_err(|error| error.to_string())?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! signals blocked (glibc blocks them around `clone`), after the host has exec'd an interpreter,
 //! and in every process the sandbox creates.
 
+mod accounting;
 mod children;
 mod hardening;
 mod names;
@@ -33,6 +34,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::seccomp_program::{NotificationKind, SeccompProgram};
 use crate::syscall_filter::SeccompError;
+pub use accounting::RunBudget;
+use accounting::{Accounting, Spent};
 use children::{Children, Ending};
 pub use refusals::OnRefusal;
 use refusals::Reporter;
@@ -65,6 +68,8 @@ pub(crate) struct Config {
     pub(crate) own_uid: Option<u32>,
     /// The host's `fsize` limit, applied to what the supervisor writes into the caller's files.
     pub(crate) output_limit: Option<u64>,
+    /// What the whole run may use, where the kernel's limits bind each process alone.
+    pub(crate) run_budget: Option<RunBudget>,
 }
 
 /// The host's side of the listener handoff.
@@ -130,6 +135,16 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
             sys::exit_now(1)
         }
     };
+    let accounting = match config.run_budget.map(|budget| Accounting::open(budget, pid)) {
+        Some(Ok(accounting)) => Some(accounting),
+        Some(Err(error)) => {
+            let _ =
+                sys::write_all(2, format!("{}: supervisor: cannot watch the run: {error}\n", config.host).as_bytes());
+            children.end_all();
+            sys::exit_now(1)
+        }
+        None => None,
+    };
     let mut relay = supervisor;
     relay.start();
     let mut reporter = Reporter::new(config.host);
@@ -144,6 +159,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         handoff: Some((supervisor_reads, supervisor_writes)),
         first_only_used: false,
         interrupts: 0,
+        accounting,
     }
     .run()
 }
@@ -159,6 +175,7 @@ struct Supervisor {
     handoff: Option<(OwnedFd, OwnedFd)>,
     first_only_used: bool,
     interrupts: u32,
+    accounting: Option<Accounting>,
 }
 
 /// What a polled descriptor is for.
@@ -171,7 +188,7 @@ enum Source {
 }
 
 /// How long to wait before looking again whether the script has read the keys it was given.
-const GATE_RECHECK_MS: libc::c_long = 20;
+const GATE_RECHECK_MS: u64 = 20;
 
 impl Supervisor {
     fn run(mut self) -> ! {
@@ -200,12 +217,23 @@ impl Supervisor {
                     add(fd, events, Source::Pump(index));
                 }
             }
-            let timeout = libc::timespec { tv_sec: 0, tv_nsec: GATE_RECHECK_MS * 1_000_000 };
-            let timeout_pointer = if gated { &timeout as *const libc::timespec } else { std::ptr::null() };
+            let mut wait = gated.then(|| std::time::Duration::from_millis(GATE_RECHECK_MS));
+            if let Some(accounting) = &self.accounting {
+                let next = accounting.timeout();
+                wait = Some(wait.map_or(next, |gate| gate.min(next)));
+            }
+            let timeout = wait.map(|wait| libc::timespec {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+            });
+            let timeout_pointer = timeout.as_ref().map_or(std::ptr::null(), |timeout| timeout as *const libc::timespec);
             // SAFETY: the pollfds are ours; the timeout is null or points at a live timespec.
             let ready = unsafe {
                 libc::ppoll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_pointer, std::ptr::null())
             };
+            if let Some(spent) = self.accounting.as_mut().and_then(Accounting::check) {
+                self.spent(spent);
+            }
             if ready < 0 {
                 continue;
             }
@@ -256,6 +284,25 @@ impl Supervisor {
         }
     }
 
+    /// The run has used its whole CPU or memory budget: it ends as a process past RLIMIT_CPU
+    /// would (SIGXCPU), or as the kernel ends a process out of memory (SIGKILL).
+    fn spent(&mut self, spent: Spent) -> ! {
+        self.relay.flush_ready();
+        match spent {
+            Spent::Cpu(seconds) => {
+                self.reporter.line(&format!("the run's CPU budget ({seconds} s, all its processes together) is spent"));
+                self.terminate(libc::SIGXCPU)
+            }
+            Spent::Memory(bytes) => {
+                self.reporter.line(&format!(
+                    "the run's memory budget ({} MiB, all its processes together) is exceeded",
+                    bytes >> 20
+                ));
+                self.terminate(libc::SIGKILL)
+            }
+        }
+    }
+
     /// The host sent its listener's number: take a copy (pidfd_getfd), harden, acknowledge.
     fn take_listener(&mut self) {
         let Some((from_host, to_host)) = self.handoff.take() else { return };
@@ -281,7 +328,8 @@ impl Supervisor {
                 return;
             }
         };
-        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit) {
+        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.accounting.is_some())
+        {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
             self.children.end_all();
             self.relay.restore_terminal();
