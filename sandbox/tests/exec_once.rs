@@ -63,6 +63,7 @@ fn policy() -> Policy {
         seccomp: program(),
         tasks: Limit::Infinity,
         on_refusal: OnRefusal::Error,
+        run_budget: None,
         visible_arguments: Vec::new(),
     }
 }
