@@ -125,6 +125,13 @@ pkgs.testers.runNixOSTest {
         wanted = needs.get("landlock_abi")
         if wanted is not None and abi < wanted:
             return f"needs landlock ABI {wanted}, this kernel has {abi}"
+        minimum = needs.get("kernel")
+        if minimum is not None:
+            release = machine.succeed("uname -r").strip()
+            numbers = [int(part) for part in re.findall(r"[0-9]+", release)[:2]]
+            wanted_numbers = [int(part) for part in minimum.split(".")[:2]]
+            if numbers < wanted_numbers:
+                return f"needs linux {minimum}, this kernel is {release}"
         for program in needs.get("programs", []):
             if as_tester(f"export PATH={case_path}; command -v {shlex.quote(program)}")[0] != 0:
                 return f"needs {program} on {case_path}"

@@ -46,6 +46,20 @@ pub struct Needs {
     pub any_file: Vec<String>,
     /// The landlock ABI the case's expectations rely on (1: filesystem, 4: TCP, 6: scopes).
     pub landlock_abi: Option<u32>,
+    /// The oldest kernel (`MAJOR.MINOR`) whose behaviour the case relies on.
+    pub kernel: Option<String>,
+}
+
+/// Whether the running kernel's release (`uname -r`, e.g. `6.12.117+deb13-cloud-amd64`) is at
+/// least `minimum` (`MAJOR.MINOR`).
+pub fn kernel_at_least(release: &str, minimum: &str) -> bool {
+    let numbers = |text: &str| -> (u32, u32) {
+        let mut parts = text.split(|c: char| !c.is_ascii_digit()).filter(|part| !part.is_empty());
+        let major = parts.next().and_then(|part| part.parse().ok()).unwrap_or(0);
+        let minor = parts.next().and_then(|part| part.parse().ok()).unwrap_or(0);
+        (major, minor)
+    };
+    numbers(release) >= numbers(minimum)
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,5 +181,9 @@ mod tests {
         assert_eq!(case.expect.stdout_contains, ["libpython3.13.so.1.0"]);
         assert_eq!(case.needs.programs, ["ls"]);
         assert_eq!(case.needs.landlock_abi, Some(6));
+        assert!(kernel_at_least("6.18.15+deb13-cloud-amd64", "6.18"));
+        assert!(kernel_at_least("7.3.4", "6.18"));
+        assert!(!kernel_at_least("6.12.117+deb13-cloud-amd64", "6.18"));
+        assert!(!kernel_at_least("5.10.0-32-cloud-amd64", "6.1"));
     }
 }

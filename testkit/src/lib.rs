@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub use case::{Case, Expect, Needs, Typed};
+pub use case::{kernel_at_least, Case, Expect, Needs, Typed};
 pub use outcome::{execute, judge, signal_number, status_problems, Outcome};
 pub use terminal::execute_on_terminal;
 use work::{prepare_work, substitute, users, RunAs, Scratch};

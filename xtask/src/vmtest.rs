@@ -1345,6 +1345,14 @@ pub mod guest {
                         tally.skipped += 1;
                         continue;
                     }
+                    if let Some(minimum) = &case.needs.kernel {
+                        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+                        if !h_testkit::kernel_at_least(release.trim(), minimum) {
+                            println!("skip {label}: needs linux {minimum} or later");
+                            tally.skipped += 1;
+                            continue;
+                        }
+                    }
                     if let Some(reason) = skip_reason(host, &case_name, abi) {
                         println!("skip {label}: {reason}");
                         tally.skipped += 1;
