@@ -17,6 +17,7 @@ mod syscall_filter;
 pub mod syscall_names;
 mod tasks;
 mod threads;
+pub mod timing;
 
 use std::ffi::OsString;
 
@@ -109,10 +110,12 @@ pub enum SandboxError {
 /// 5. Seccomp, last, because every earlier stage makes syscalls the allow-list forbids; its
 ///    notification listener goes to the supervisor, which hardens itself before the script can run.
 pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
+    timing::mark("apply");
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
     environment::replace(&policy.environment);
     environment::scrub_original(&policy.visible_arguments).map_err(SandboxError::Environment)?;
+    timing::mark("environment");
     // SAFETY: getpid has no preconditions; this process becomes the supervisor and keeps its pid.
     let tasks = tasks::plan(policy.tasks, unsafe { libc::getpid() })?;
     let mut rlimits = policy.rlimits.clone();
@@ -120,7 +123,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     if let Some(nproc) = tasks.nproc {
         rlimits.push((Resource::Nproc, Limit::Value(nproc)));
     }
+    timing::mark("tasks");
     let stdio = supervisor::stdio::Plan::create().map_err(SupervisorError::Stdio)?;
+    timing::mark("stdio");
     let mut fs_rules = policy.fs_rules.clone();
     if let Some(path) = &stdio.terminal_path {
         let why = "the private terminal that stands in for the caller's".to_string();
@@ -140,12 +145,18 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         run_budget: policy.run_budget,
     };
     let handoff = supervisor::split(config, stdio)?;
+    timing::mark("fork");
     limits::apply(&rlimits)?;
+    timing::mark("rlimits");
     let capabilities = capabilities::drop_all(tasks.own_uid)?;
+    timing::mark("capabilities");
     privileges::set_no_new_privs()?;
     let landlock = filesystem::restrict(&fs_rules, policy.allow_degraded)?;
+    timing::mark("landlock");
     let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?
         .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
+    timing::mark("seccomp");
     handoff.give(listener)?;
+    timing::mark("handoff");
     Ok(Applied { landlock, capabilities, tasks })
 }

@@ -73,7 +73,8 @@ pub(crate) fn plan(budget: Limit, supervisor_pid: libc::pid_t) -> Result<TaskPla
         let own_uid = OWN_UID_BASE + supervisor_pid.unsigned_abs();
         return Ok(TaskPlan { nproc: Some(budget + 1), own_uid: Some(own_uid) });
     }
-    if budget == 0 {
+    if budget <= 1 {
+        // The host alone: no clone may succeed, whatever the user runs besides.
         return Ok(TaskPlan { nproc: Some(0), own_uid: None });
     }
     let running = tasks_of(uid).map_err(TasksError::Count)?;

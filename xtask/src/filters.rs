@@ -312,8 +312,16 @@ enum Target {
 enum Op {
     Load(u32, String),
     And(u32),
-    Jump { code: u16, k: u32, taken: Target, not_taken: Target, comment: String },
+    Jump {
+        code: u16,
+        k: u32,
+        taken: Target,
+        not_taken: Target,
+        comment: String,
+    },
     Ret(u32, String),
+    /// An unconditional jump (`BPF_JA`, 32-bit offset) to a label.
+    Goto(usize, String),
     Label(usize),
 }
 
@@ -332,7 +340,7 @@ impl Assembler {
         self.ops.push(op);
     }
 
-    /// Lays out the ops; every jump must be forward and within 255 instructions.
+    /// Lays out the ops; every jump must be forward, conditional ones within 255 instructions.
     fn finish(self) -> Result<Vec<(SockFilter, String)>> {
         let mut position = BTreeMap::new();
         let mut count = 0usize;
@@ -370,6 +378,12 @@ impl Assembler {
                 )),
                 Op::Ret(value, comment) => {
                     out.push((SockFilter { code: RET_K, jt: 0, jf: 0, k: *value }, format!("return {comment}")))
+                }
+                Op::Goto(label, comment) => {
+                    let destination = *position.get(label).context("undefined label")?;
+                    let distance = destination.checked_sub(here + 1).context("backward jump")?;
+                    let k = u32::try_from(distance).context("jump too long")?;
+                    out.push((SockFilter { code: JMP_JA, jt: 0, jf: 0, k }, format!("goto {comment}")))
                 }
             }
         }
@@ -496,9 +510,53 @@ fn emit_check(asm: &mut Assembler, index: u8, check: &Check, fail: usize) {
     }
 }
 
-/// The program: architecture check, x32 check (x86_64), then one block per syscall in the order
-/// the rules first name them. Every block ends in a return, so blocks need no shared labels and
-/// every jump stays short.
+/// Emits a binary search over `numbers` (sorted) that ends in a jump to the block of the syscall
+/// found, or in the denial.
+fn emit_dispatch(
+    asm: &mut Assembler,
+    numbers: &[u32],
+    blocks: &BTreeMap<u32, (usize, String)>,
+    denied: u32,
+    denied_name: &str,
+) {
+    const LINEAR: usize = 3;
+    if numbers.len() <= LINEAR {
+        for &number in numbers {
+            let next = asm.label();
+            let (block, name) = &blocks[&number];
+            asm.push(Op::Jump {
+                code: JMP_JEQ_K,
+                k: number,
+                taken: Target::Next,
+                not_taken: Target::Label(next),
+                comment: format!("{name}?"),
+            });
+            asm.push(Op::Goto(*block, name.clone()));
+            asm.push(Op::Label(next));
+        }
+        asm.push(Op::Ret(denied, format!("{denied_name}: syscall not allowed")));
+        return;
+    }
+    let (lower, upper) = numbers.split_at(numbers.len() / 2);
+    let (lower_label, upper_label) = (asm.label(), asm.label());
+    asm.push(Op::Jump {
+        code: JMP_JGE_K,
+        k: upper[0],
+        taken: Target::Next,
+        not_taken: Target::Label(lower_label),
+        comment: format!("syscall number >= {}?", upper[0]),
+    });
+    asm.push(Op::Goto(upper_label, format!("numbers from {}", upper[0])));
+    asm.push(Op::Label(lower_label));
+    emit_dispatch(asm, lower, blocks, denied, denied_name);
+    asm.push(Op::Label(upper_label));
+    emit_dispatch(asm, upper, blocks, denied, denied_name);
+}
+
+/// The program: architecture check, x32 check (x86_64), a binary search on the syscall number
+/// (about log2(n) comparisons, so the kernel's constant-action cache and every argument check
+/// start after a short path), then one block per syscall with its argument checks. Every block
+/// ends in a return; long jumps use `BPF_JA`, so conditional jumps stay short.
 pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(SockFilter, String)>> {
     let denied_name = action_name(denied);
     let mut asm = Assembler { ops: Vec::new(), labels: 0 };
@@ -532,6 +590,13 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
         asm.push(Op::Ret(denied, format!("{denied_name}: x32 syscall")));
         asm.push(Op::Label(native));
     }
+    let mut blocks: BTreeMap<u32, (usize, String)> = BTreeMap::new();
+    for &number in &order {
+        let name = rules.iter().find(|rule| rule.number == number).map(|rule| rule.syscall.clone()).unwrap_or_default();
+        blocks.insert(number, (asm.label(), name));
+    }
+    let sorted: Vec<u32> = blocks.keys().copied().collect();
+    emit_dispatch(&mut asm, &sorted, &blocks, denied, &denied_name);
     for number in order {
         let group: Vec<&ResolvedRule> = rules.iter().filter(|rule| rule.number == number).collect();
         let name = &group[0].syscall;
@@ -539,14 +604,7 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
         if !unconditional.is_empty() && group.len() > 1 {
             bail!("{name}: an unconditional rule makes its other rules pointless; merge them");
         }
-        let next_syscall = asm.label();
-        asm.push(Op::Jump {
-            code: JMP_JEQ_K,
-            k: number,
-            taken: Target::Next,
-            not_taken: Target::Label(next_syscall),
-            comment: format!("{name}?"),
-        });
+        asm.push(Op::Label(blocks[&number].0));
         for rule in &group {
             let next_rule = asm.label();
             for (index, check) in &rule.checks {
@@ -558,9 +616,7 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
         if unconditional.is_empty() {
             asm.push(Op::Ret(denied, format!("{denied_name}: arguments of {name} not allowed")));
         }
-        asm.push(Op::Label(next_syscall));
     }
-    asm.push(Op::Ret(denied, format!("{denied_name}: syscall not allowed")));
     let program = asm.finish()?;
     if program.len() > 4096 {
         bail!("program too long: {} instructions", program.len());

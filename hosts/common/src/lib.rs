@@ -271,6 +271,7 @@ pub fn version(profile: &HostProfile) -> String {
 
 /// Parses the command line and applies the sandbox; returns only when the script may run.
 pub fn start(profile: &HostProfile) -> Started {
+    h_sandbox::timing::mark("main");
     let host = profile.name;
     let request = match cli::parse(std::env::args_os().skip(1)) {
         Ok(request) => request,
@@ -288,6 +289,7 @@ pub fn start(profile: &HostProfile) -> Started {
         Request::Run(options) => options,
     };
     let (policy, started) = build_policy(profile, &options);
+    h_sandbox::timing::mark("policy");
     if options.print_policy {
         print!("{}", report::render(profile, &options, &policy, &started));
         let _ = std::io::stdout().flush();

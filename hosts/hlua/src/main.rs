@@ -88,7 +88,11 @@ fn main() -> ExitCode {
             h_host::fail("hlua", format!("cannot limit the Lua heap: {error}"));
         }
     }
-    match run(&lua, &started) {
+    h_sandbox::timing::mark("interpreter");
+    let result = run(&lua, &started);
+    h_sandbox::timing::mark("script");
+    h_sandbox::timing::report();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hlua: {error}");

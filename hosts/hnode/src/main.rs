@@ -114,6 +114,8 @@ fn main() -> ExitCode {
     arguments.push("--".into());
     arguments.push(started.script.into_os_string());
     arguments.extend(started.script_args);
+    h_sandbox::timing::mark("exec");
+    h_sandbox::timing::report();
     let error = node.exec(&arguments);
     h_host::fail(PROFILE.name, error)
 }

@@ -228,12 +228,16 @@ fn main() -> ExitCode {
     if let Err(message) = initialise(&started) {
         h_host::fail(PROFILE.name, message);
     }
+    h_sandbox::timing::mark("interpreter");
     // SAFETY: the interpreter is initialised and this thread holds the GIL; DRIVER is a valid
     // C string. SystemExit (the script's or the driver's) ends the process inside this call,
     // after CPython's own finalisation.
     let result = unsafe { ffi::PyRun_SimpleString(DRIVER.as_ptr()) };
+    h_sandbox::timing::mark("script");
     // SAFETY: initialised above and finalised once; flushes sys.stdout and sys.stderr.
     let finalised = unsafe { ffi::Py_FinalizeEx() };
+    h_sandbox::timing::mark("finalised");
+    h_sandbox::timing::report();
     if result != 0 {
         ExitCode::from(SCRIPT_ERROR)
     } else if finalised < 0 {

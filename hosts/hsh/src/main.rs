@@ -97,6 +97,8 @@ fn main() -> ExitCode {
     let mut arguments: Vec<OsString> = vec!["--norc".into(), "--noprofile".into(), "-p".into(), "--".into()];
     arguments.push(started.script.into_os_string());
     arguments.extend(started.script_args);
+    h_sandbox::timing::mark("exec");
+    h_sandbox::timing::report();
     let error = bash.exec(&arguments);
     h_host::fail(PROFILE.name, error)
 }

@@ -306,6 +306,7 @@ impl Supervisor {
     /// The host sent its listener's number: take a copy (pidfd_getfd), harden, acknowledge.
     fn take_listener(&mut self) {
         let Some((from_host, to_host)) = self.handoff.take() else { return };
+        crate::timing::mark("supervisor: listener announced");
         let number = match sys::read_word(from_host.as_raw_fd()) {
             Ok(Some(number)) => number,
             // The host failed before installing its filter; it has said why, and will exit.
@@ -328,6 +329,12 @@ impl Supervisor {
                 return;
             }
         };
+        // Acknowledge first, so that the host goes on while the supervisor hardens: nothing the
+        // script controls is read (no notification, no relayed byte) before this function has
+        // returned, and it returns hardened or not at all.
+        if sys::write_all(to_host.as_raw_fd(), &0i32.to_ne_bytes()).is_err() {
+            return;
+        }
         if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.accounting.is_some())
         {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
@@ -335,9 +342,8 @@ impl Supervisor {
             self.relay.restore_terminal();
             sys::exit_now(1);
         }
-        if sys::write_all(to_host.as_raw_fd(), &0i32.to_ne_bytes()).is_ok() {
-            self.listener = Some(listener);
-        }
+        self.listener = Some(listener);
+        crate::timing::mark("supervisor: hardened and acknowledged");
     }
 
     fn on_notification(&mut self) {
@@ -368,8 +374,12 @@ impl Supervisor {
     /// The host's main process has ended: end every other process, deliver the last output,
     /// and exit as the host did.
     fn finish(&mut self, ending: Ending) -> ! {
+        crate::timing::mark("supervisor: host ended");
         self.children.end_all();
+        crate::timing::mark("supervisor: run reaped");
         self.relay.finish();
+        crate::timing::mark("supervisor: output drained");
+        crate::timing::report();
         ending.imitate()
     }
 
