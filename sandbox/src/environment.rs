@@ -44,30 +44,55 @@ pub(crate) fn replace(variables: &[(OsString, OsString)]) {
     }
 }
 
-/// The addresses of the argument and environment strings the kernel placed on the initial
-/// stack: fields 48 to 51 of /proc/self/stat (arg_start, arg_end, env_start, env_end).
-fn string_areas() -> std::io::Result<[usize; 4]> {
-    let stat = std::fs::read("/proc/self/stat")?;
-    let after_name = stat.iter().rposition(|&byte| byte == b')').map_or(0, |position| position + 1);
-    let text = String::from_utf8_lossy(&stat[after_name..]);
-    // The text after the name starts at field 3.
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let field = |number: usize| -> std::io::Result<usize> {
-        fields
-            .get(number - 3)
-            .and_then(|value| value.parse::<usize>().ok())
-            .ok_or_else(|| std::io::Error::other(format!("/proc/self/stat has no field {number}")))
+extern "C" {
+    /// glibc's `argv[0]`, the first byte of the argument strings on the initial stack.
+    static program_invocation_name: *mut libc::c_char;
+}
+
+/// Where the kernel placed the argument and environment strings (the top of the initial
+/// stack): `[arg_start, arg_end)` and `[env_start, env_end)`, read from `argv[0]`, the argument
+/// count and the original `environ`, which must not have been changed yet.
+pub(crate) struct StringAreas {
+    arguments: (usize, usize),
+    environment: (usize, usize),
+}
+
+/// The original string areas; call before [`replace`].
+pub(crate) fn original_areas(argument_count: usize) -> StringAreas {
+    // SAFETY: `program_invocation_name` points at argv[0], and the kernel lays out the
+    // `argument_count` argument strings one after the other, each NUL-terminated.
+    let arguments = unsafe {
+        let start = program_invocation_name as usize;
+        let mut end = start;
+        for _ in 0..argument_count {
+            end += CStr::from_ptr(end as *const libc::c_char).to_bytes().len() + 1;
+        }
+        (start, end)
     };
-    Ok([field(48)?, field(49)?, field(50)?, field(51)?])
+    let (mut start, mut end) = (usize::MAX, 0usize);
+    // SAFETY: `environ` is libc's NULL-terminated array of NUL-terminated strings, unchanged
+    // since start-up; the process is single-threaded (apply checked).
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let string = *entry as usize;
+            start = start.min(string);
+            end = end.max(string + CStr::from_ptr(*entry).to_bytes().len() + 1);
+            entry = entry.add(1);
+        }
+    }
+    StringAreas { arguments, environment: if start < end { (start, end) } else { (0, 0) } }
 }
 
 /// Overwrites the original environment strings with zeros, and rewrites the argument strings as
 /// `argv[0]` followed by `visible` (NUL-separated, cut to the original length). Call after
 /// [`replace`]: libc's `environ` then points only at new copies.
-pub(crate) fn scrub_original(visible: &[OsString]) -> std::io::Result<()> {
-    let [arg_start, arg_end, env_start, env_end] = string_areas()?;
-    if env_start > env_end || arg_start > arg_end {
-        return Err(std::io::Error::other("the kernel reported inverted string areas"));
+pub(crate) fn scrub_original(areas: &StringAreas, visible: &[OsString]) -> std::io::Result<()> {
+    let (arg_start, arg_end) = areas.arguments;
+    let (env_start, env_end) = areas.environment;
+    // The kernel puts the environment right after the arguments, within one region of the stack.
+    if env_end > env_start && (env_start < arg_end || env_end - arg_start > 1 << 24) {
+        return Err(std::io::Error::other("the environment strings are not where the kernel puts them"));
     }
     let mut arguments: Vec<u8> = Vec::new();
     for argument in visible {
@@ -75,12 +100,15 @@ pub(crate) fn scrub_original(visible: &[OsString]) -> std::io::Result<()> {
         arguments.push(0);
     }
     // SAFETY: [arg_start, arg_end) and [env_start, env_end) are the argument and environment
-    // strings the kernel copied to the top of the initial stack, mapped writable for the life of
-    // the process. After `replace` no libc or Rust structure points into the environment area
-    // (every variable was removed, every new one is a heap copy); the arguments were parsed into
-    // owned strings before `apply`, and argv[0] (up to its NUL) is kept as it is.
+    // strings the kernel copied to the top of the initial stack (checked above to be one region
+    // after argv[0]), mapped writable for the life of the process. After `replace` no libc or
+    // Rust structure points into the environment area (every variable was removed, every new one
+    // is a heap copy); the arguments were parsed into owned strings before `apply`, and argv[0]
+    // (up to its NUL) is kept as it is.
     unsafe {
-        std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        if env_end > env_start {
+            std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        }
         if arg_end > arg_start {
             let first = CStr::from_ptr(arg_start as *const libc::c_char).to_bytes().len() + 1;
             let rest = (arg_end - arg_start).saturating_sub(first);

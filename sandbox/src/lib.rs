@@ -113,8 +113,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     timing::mark("apply");
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
+    let original = environment::original_areas(std::env::args_os().len());
     environment::replace(&policy.environment);
-    environment::scrub_original(&policy.visible_arguments).map_err(SandboxError::Environment)?;
+    environment::scrub_original(&original, &policy.visible_arguments).map_err(SandboxError::Environment)?;
     timing::mark("environment");
     // SAFETY: getpid has no preconditions; this process becomes the supervisor and keeps its pid.
     let tasks = tasks::plan(policy.tasks, unsafe { libc::getpid() })?;

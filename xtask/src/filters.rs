@@ -425,29 +425,40 @@ fn emit_check(asm: &mut Assembler, index: u8, check: &Check, fail: usize) {
     let fail = Target::Label(fail);
     match check {
         Check::Eq(values) => {
+            // Values grouped by their upper half: one load and comparison of the upper half per
+            // group, then the lower halves.
             let done = asm.label();
-            for (position, value) in values.iter().enumerate() {
+            let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
+            for value in values {
                 let (value_high, value_low) = split(*value);
-                let is_last = position + 1 == values.len();
-                let next_value = asm.label();
-                let miss = if is_last { fail } else { Target::Label(next_value) };
+                match groups.iter_mut().find(|(high_half, _)| *high_half == value_high) {
+                    Some((_, lows)) => lows.push(value_low),
+                    None => groups.push((value_high, vec![value_low])),
+                }
+            }
+            for (position, (value_high, lows)) in groups.iter().enumerate() {
+                let next_group = asm.label();
+                let miss = if position + 1 == groups.len() { fail } else { Target::Label(next_group) };
                 asm.push(Op::Load(high, format!("arg{index} high")));
                 asm.push(Op::Jump {
                     code: JMP_JEQ_K,
-                    k: value_high,
+                    k: *value_high,
                     taken: Target::Next,
                     not_taken: miss,
                     comment: format!("arg{index} high == {value_high:#x}?"),
                 });
                 asm.push(Op::Load(low, format!("arg{index} low")));
-                asm.push(Op::Jump {
-                    code: JMP_JEQ_K,
-                    k: value_low,
-                    taken: Target::Label(done),
-                    not_taken: miss,
-                    comment: format!("arg{index} low == {value_low:#x}?"),
-                });
-                asm.push(Op::Label(next_value));
+                for (low_position, value_low) in lows.iter().enumerate() {
+                    let last = low_position + 1 == lows.len();
+                    asm.push(Op::Jump {
+                        code: JMP_JEQ_K,
+                        k: *value_low,
+                        taken: Target::Label(done),
+                        not_taken: if last { miss } else { Target::Next },
+                        comment: format!("arg{index} low == {value_low:#x}?"),
+                    });
+                }
+                asm.push(Op::Label(next_group));
             }
             asm.push(Op::Label(done));
         }
