@@ -7,10 +7,47 @@
 
 use std::path::{Path, PathBuf};
 
-use h_resolve::python::{layout, runtime_files};
+use h_resolve::python::{layout, runtime_files, Linking, PythonLayout};
 use h_resolve::{Access, RuntimeFile};
 
 const DEFAULT_PYTHON: &str = "/usr/bin/python3.11";
+
+/// Links libpython statically when the installation has the archive it builds its own
+/// interpreter from (Debian's `libpython3.11.a`: not position-independent, so the host is linked
+/// without PIE, as Debian's `python3.11` is), else the shared library. `H_PYTHON_LINK=shared` or
+/// `static` decides instead. Statically, the host exports libpython's symbols to the extension
+/// modules of lib-dynload, which do not link libpython themselves.
+fn link_libpython(layout: &PythonLayout) -> Linking {
+    println!("cargo:rerun-if-env-changed=H_PYTHON_LINK");
+    let wanted = std::env::var("H_PYTHON_LINK").unwrap_or_default();
+    // A store build links only what is in the store.
+    let store = h_resolve::store_only_requested().then(h_resolve::store_dir);
+    let in_store = |path: &&PathBuf| store.as_ref().is_none_or(|store| path.starts_with(store));
+    let available = layout.static_library.as_ref().filter(in_store);
+    let archive = match (wanted.as_str(), available) {
+        ("shared", _) | ("", None) => {
+            println!("cargo:rustc-env=H_PYTHON_LINKING=shared");
+            return Linking::Shared;
+        }
+        ("static" | "", Some(archive)) => archive.clone(),
+        ("static", None) => panic!("hpython: H_PYTHON_LINK=static, but the interpreter has no static libpython"),
+        (other, _) => panic!("hpython: H_PYTHON_LINK={other:?}: expected shared or static"),
+    };
+    println!("cargo:rerun-if-changed={}", archive.display());
+    let position_independent = archive.file_name().is_some_and(|name| name.to_string_lossy().contains("-pic"));
+    if !position_independent {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--whole-archive");
+    println!("cargo:rustc-link-arg-bins={}", archive.display());
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-whole-archive");
+    println!("cargo:rustc-link-arg-bins=-Wl,--export-dynamic");
+    for library in &layout.static_link_libraries {
+        println!("cargo:rustc-link-arg-bins=-l{library}");
+    }
+    println!("cargo:rustc-env=H_PYTHON_LINKING=static");
+    Linking::Static
+}
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -25,7 +62,8 @@ fn main() {
             panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
         }
     };
-    let mut files = match runtime_files(&layout) {
+    let linking = link_libpython(&layout);
+    let mut files = match runtime_files(&layout, linking) {
         Ok(files) => files,
         Err(error) => {
             panic!("hpython: cannot resolve the Python runtime of {}: {error}", python.display())
@@ -64,8 +102,13 @@ fn main() {
     // For the case harness (tests/cases.rs): the bare interpreter of the control runs, and the
     // libpython file name the print-policy case expects (no version is written in a case).
     println!("cargo:rustc-env=H_PYTHON_EXECUTABLE={}", layout.executable.display());
-    let libpython_name = layout.libpython.file_name().map(|name| name.to_string_lossy().into_owned());
-    println!("cargo:rustc-env=H_LIBPYTHON={}", libpython_name.unwrap_or_default());
+    // What --print-policy names for libpython: the shared library in the runtime table, or the
+    // archive linked in (the interpreter line).
+    let libpython_name = match linking {
+        Linking::Shared => layout.libpython.file_name(),
+        Linking::Static => layout.static_library.as_deref().and_then(Path::file_name),
+    };
+    println!("cargo:rustc-env=H_LIBPYTHON={}", libpython_name.map(|name| name.to_string_lossy()).unwrap_or_default());
     // Load exactly the libpython that was resolved, even where the loader's default search
     // would find another one first (pyenv, a Nix store path).
     println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", layout.libdir.display());

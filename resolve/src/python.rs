@@ -28,6 +28,20 @@ pub struct PythonLayout {
     pub libdir: PathBuf,
     /// OpenSSL's configuration file, read when `ssl` or `hashlib` loads libcrypto (if present).
     pub openssl_cnf: Option<PathBuf>,
+    /// The static libpython built like the interpreter itself (`LIBPL/LIBRARY`), if installed.
+    pub static_library: Option<PathBuf>,
+    /// The libraries a static libpython needs (`-l` names of MODLIBS, LIBS and SYSLIBS).
+    pub static_link_libraries: Vec<String>,
+}
+
+/// How a host links libpython.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linking {
+    /// `libpython*.so`, loaded at start and listed in the runtime table.
+    Shared,
+    /// The static archive, linked into the host (whole), whose symbols it exports to extension
+    /// modules: libpython is then no file the host reads.
+    Static,
 }
 
 /// Printed by the executable, one `key=value` per line (paths never contain newlines here).
@@ -40,6 +54,8 @@ dynload = [p for p in sys.path if os.path.basename(p) == "lib-dynload"]
 print("lib_dynload=" + (dynload[0] if dynload else sysconfig.get_config_var("DESTSHARED") or ""))
 print("libdir=" + (sysconfig.get_config_var("LIBDIR") or ""))
 print("instsoname=" + (sysconfig.get_config_var("INSTSONAME") or ""))
+print("static_library=" + os.path.join(sysconfig.get_config_var("LIBPL") or "", sysconfig.get_config_var("LIBRARY") or ""))
+print("static_link=" + " ".join(sysconfig.get_config_var(name) or "" for name in ("MODLIBS", "LIBS", "SYSLIBS")))
 try:
     import ssl
     capath = ssl.get_default_verify_paths().openssl_capath
@@ -93,7 +109,17 @@ pub fn layout(python: &Path) -> Result<PythonLayout, ResolveError> {
     }
     let openssl_cnf =
         Some(PathBuf::from(field("openssl_cnf")?)).filter(|path| !path.as_os_str().is_empty() && path.is_file());
+    let static_library = Some(PathBuf::from(field("static_library")?))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "a") && path.is_file());
+    let mut static_link_libraries: Vec<String> = Vec::new();
+    for name in field("static_link")?.split_whitespace().filter_map(|flag| flag.strip_prefix("-l")) {
+        if !static_link_libraries.iter().any(|known| known == name) {
+            static_link_libraries.push(name.to_string());
+        }
+    }
     Ok(PythonLayout {
+        static_library,
+        static_link_libraries,
         executable: python.to_path_buf(),
         prefix: required("prefix")?,
         version: field("version")?,
@@ -128,15 +154,19 @@ fn extension_modules(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
 /// the ELF closure of libpython and of every extension module, and OpenSSL's configuration.
 /// Every path is canonical; a file inside an already listed directory is not listed again.
 /// Store mode when `H_STORE_ONLY` is set ([`Search::from_env`]).
-pub fn runtime_files(layout: &PythonLayout) -> Result<Vec<RuntimeFile>, ResolveError> {
-    runtime_files_with(layout, &Search::from_env())
+pub fn runtime_files(layout: &PythonLayout, linking: Linking) -> Result<Vec<RuntimeFile>, ResolveError> {
+    runtime_files_with(layout, linking, &Search::from_env())
 }
 
 /// [`runtime_files`] under `search`. The libraries are resolved in the namespace of the Python
 /// executable (its program interpreter is the one already loaded, as in the host), which is
 /// itself not listed. In store mode an OpenSSL configuration outside the store is left out:
 /// it is the file of another system, which the interpreter does not find where it runs.
-pub fn runtime_files_with(layout: &PythonLayout, search: &Search) -> Result<Vec<RuntimeFile>, ResolveError> {
+pub fn runtime_files_with(
+    layout: &PythonLayout,
+    linking: Linking,
+    search: &Search,
+) -> Result<Vec<RuntimeFile>, ResolveError> {
     let mut files: Vec<RuntimeFile> = Vec::new();
     let stdlib = canonical(&layout.stdlib)?;
     let dynload = canonical(&layout.lib_dynload)?;
@@ -159,6 +189,9 @@ pub fn runtime_files_with(layout: &PythonLayout, search: &Search) -> Result<Vec<
     let libpython = canonical(&layout.libpython)?;
     for library in elf_closure_with(search, &objects)? {
         if library == executable || library.starts_with(&stdlib) || library.starts_with(&dynload) {
+            continue;
+        }
+        if library == libpython && linking == Linking::Static {
             continue;
         }
         let why = if library == libpython {
@@ -195,11 +228,18 @@ mod tests {
         let layout = layout(Path::new(SYSTEM_PYTHON)).unwrap();
         assert_eq!(layout.version, "3.11");
         assert!(layout.stdlib.join("os.py").is_file(), "{layout:?}");
-        let files = runtime_files_with(&layout, &Search::host()).unwrap();
+        let files = runtime_files_with(&layout, Linking::Shared, &Search::host()).unwrap();
         let has = |needle: &str| files.iter().any(|file| file.path.to_string_lossy().contains(needle));
         assert!(has("libpython3.11"), "{files:?}");
         assert!(has("libc.so"), "{files:?}");
         assert!(has("libffi"), "{files:?}");
         assert!(files.iter().all(|file| file.path.is_absolute() && file.path.exists()));
+        // Linked statically, libpython is no file the host reads; the rest stays.
+        let static_files = runtime_files_with(&layout, Linking::Static, &Search::host()).unwrap();
+        assert!(!static_files.iter().any(|file| file.path.to_string_lossy().contains("libpython3.11")));
+        assert!(static_files.iter().any(|file| file.path.to_string_lossy().contains("libffi")));
+        if let Some(archive) = &layout.static_library {
+            assert!(archive.is_file() && layout.static_link_libraries.iter().any(|name| name == "m"), "{layout:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) fn render(profile: &HostProfile, options: &Options, policy: &Policy, 
     let mut out = String::new();
     let host = profile.name;
     let _ = writeln!(out, "{host} {} policy for {}", env!("CARGO_PKG_VERSION"), started.script_path.display());
+    let _ = writeln!(out, "interpreter: {}", (profile.interpreter_version)());
     let _ = writeln!(
         out,
         "order: rlimits -> capabilities -> no_new_privs -> landlock -> seccomp, before the script's first line"

@@ -74,7 +74,11 @@ fn interpreter_version() -> String {
     // SAFETY: Py_GetVersion needs no initialised interpreter; it returns a static C string.
     let version = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) };
     let version = version.to_string_lossy();
-    format!("Python {}", version.split_whitespace().next().unwrap_or(layout::PYTHON_VERSION))
+    let number = version.split_whitespace().next().unwrap_or(layout::PYTHON_VERSION);
+    match env!("H_PYTHON_LINKING") {
+        "static" => format!("Python {number}, {} linked in", env!("H_LIBPYTHON")),
+        _ => format!("Python {number}, {}", env!("H_LIBPYTHON")),
+    }
 }
 
 static PROFILE: HostProfile = HostProfile {
