@@ -170,6 +170,9 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("GRND_INSECURE", 4, 4),
     // hsh, hnode: the descriptor h_sandbox::exec opens the interpreter at for execveat
     ("EXEC_FD", 3, 3),
+    // every host: the launcher's end of the handoff socket to the supervisor (h_sandbox's
+    // HANDOFF_FD), closed before EXEC_FD is opened at the same number
+    ("HANDOFF_FD", 3, 3),
     // arch_prctl codes (x86_64 only; glibc sets the thread pointer at start-up)
     ("ARCH_SET_FS", 0x1002, 0x1002),
     // hnode: madvise advice V8 gives, memory-protection-key access rights

@@ -8,6 +8,7 @@
 //! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 //! - `compat [HOST[=BINARY]...]` third-party test suites bare and under each host (docs/compat.md; long)
 
+mod bench;
 mod compat;
 mod constants;
 mod fakestore;
@@ -25,7 +26,7 @@ fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     eprintln!("$ {command:?}");
     let status = command.status().with_context(|| format!("starting {command:?}"))?;
     if !status.success() {
@@ -63,7 +64,7 @@ fn ensure_packages(wanted: &[&str]) -> Result<()> {
     run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
@@ -77,43 +78,6 @@ fn verify_report(root: &Path) -> Result<()> {
             report.worst_allowed_path,
             report.cases
         );
-    }
-    Ok(())
-}
-
-/// Each host against its bare interpreter on the same hello-world: (host, bare command, script).
-const BENCHMARKS: &[(&str, &str, &str)] = &[
-    ("hlua", "lua5.4", "examples/hello.lua"),
-    ("hpython", "/usr/bin/python3.11 -I -S", "examples/hello.py"),
-    ("hsh", "bash --norc --noprofile", "examples/hello.sh"),
-    ("hnode", "node", "examples/hello.js"),
-];
-
-/// `cargo xtask bench [HOST...]`: hyperfine, 20 warm-up runs and 300 measured runs of each
-/// host and its bare interpreter; the markdown tables go to target/bench/HOST.md.
-fn bench(root: &Path, only: &[String]) -> Result<()> {
-    ensure_packages(TEST_PACKAGES)?;
-    let out_dir = root.join("target/bench");
-    std::fs::create_dir_all(&out_dir)?;
-    for &(host, bare, script) in BENCHMARKS {
-        if !only.is_empty() && !only.iter().any(|wanted| wanted == host) {
-            continue;
-        }
-        if !root.join("hosts").join(host).join("Cargo.toml").exists() {
-            continue;
-        }
-        run(cargo().current_dir(root).args(["build", "--release", "--quiet", "--package", host]))?;
-        let binary = root.join("target/release").join(host);
-        // Both commands get the same clean environment, as the host gives its script: inherited
-        // variables such as NODE_EXTRA_CA_CERTS would otherwise slow only the bare interpreter.
-        run(Command::new("hyperfine")
-            .current_dir(root)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .args(["--warmup", "20", "--runs", "300", "-N", "--export-markdown"])
-            .arg(out_dir.join(format!("{host}.md")))
-            .arg(format!("{bare} {script}"))
-            .arg(format!("{} {script}", binary.display())))?;
     }
     Ok(())
 }
@@ -154,7 +118,10 @@ fn main() -> Result<()> {
             ]))?;
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
         }
-        "bench" => bench(&root, &arguments[1..]),
+        "bench" => {
+            ensure_packages(TEST_PACKAGES)?;
+            bench::run(&root, &arguments[1..])
+        }
         "vm-test" => vmtest::run(&root, &arguments[1..]),
         "compat" => compat::run(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),

@@ -20,6 +20,7 @@
 
 mod accounting;
 mod children;
+mod handoff;
 mod hardening;
 mod names;
 mod refusals;
@@ -46,7 +47,7 @@ use signals::Signals;
 pub enum SupervisorError {
     #[error("cannot set up private stdio: {0}")]
     Stdio(io::Error),
-    #[error("cannot create the handoff pipes: {0}")]
+    #[error("cannot make the handoff socket: {0}")]
     Pipe(io::Error),
     #[error("cannot become the subreaper of the sandbox: {0}")]
     Subreaper(io::Error),
@@ -72,32 +73,27 @@ pub(crate) struct Config {
     pub(crate) run_budget: Option<RunBudget>,
 }
 
+pub use handoff::HANDOFF_FD;
+
 /// The host's side of the listener handoff.
 pub(crate) struct Handoff {
-    to_supervisor: OwnedFd,
-    from_supervisor: OwnedFd,
+    end: OwnedFd,
 }
 
 impl Handoff {
-    /// Gives the listener to the supervisor and waits until it holds its own copy and has
-    /// hardened itself; then the host's copy is closed, so the script cannot read its own
-    /// notifications.
+    /// Sends the listener to the supervisor and closes the host's copy, so the script can never
+    /// read (or answer) its own notifications. Nothing waits: the supervisor takes the listener
+    /// and hardens itself while the host goes on, and answers no notification before it is
+    /// hardened.
     pub(crate) fn give(self, listener: OwnedFd) -> Result<(), SeccompError> {
-        let number = listener.as_raw_fd();
-        sys::write_all(self.to_supervisor.as_raw_fd(), &number.to_ne_bytes()).map_err(SeccompError::Handoff)?;
-        match sys::read_word(self.from_supervisor.as_raw_fd()).map_err(SeccompError::Handoff)? {
-            Some(0) => Ok(()),
-            Some(errno) => Err(SeccompError::Handoff(io::Error::from_raw_os_error(errno))),
-            None => Err(SeccompError::Handoff(io::Error::other("the supervisor went away"))),
-        }
+        handoff::send(self.end, listener).map_err(SeccompError::Handoff)
     }
 }
 
 /// Forks. Returns in the child (the future host), with private stdio installed and its side of
 /// the handoff; the parent becomes the supervisor and never returns.
 pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, SupervisorError> {
-    let (child_reads, supervisor_writes) = sys::pipe().map_err(SupervisorError::Pipe)?;
-    let (supervisor_reads, child_writes) = sys::pipe().map_err(SupervisorError::Pipe)?;
+    let (host_end, supervisor_end) = handoff::pair().map_err(SupervisorError::Pipe)?;
     // Before the fork, so that no orphan of the sandbox can ever miss it.
     children::become_subreaper().map_err(SupervisorError::Subreaper)?;
     // SAFETY: getpid has no preconditions.
@@ -110,7 +106,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
     }
     let stdio::Plan { host, supervisor, .. } = plan;
     if pid == 0 {
-        drop((supervisor_writes, supervisor_reads, supervisor));
+        drop((supervisor_end, supervisor));
         // If the supervisor dies, so does the host: it must never run unsupervised.
         // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
         let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
@@ -122,9 +118,10 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
             return Err(SupervisorError::DeathSignal(io::Error::other("the supervisor is already gone")));
         }
         host.install().map_err(SupervisorError::HostStdio)?;
-        return Ok(Handoff { to_supervisor: child_writes, from_supervisor: child_reads });
+        let end = handoff::settle(host_end).map_err(SupervisorError::Pipe)?;
+        return Ok(Handoff { end });
     }
-    drop((child_writes, child_reads, host));
+    drop((host_end, host));
     let children = Children { host: pid };
     let signals = match Signals::open() {
         Ok(signals) => signals,
@@ -156,7 +153,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         reporter,
         signals,
         listener: None,
-        handoff: Some((supervisor_reads, supervisor_writes)),
+        handoff: Some(supervisor_end),
         first_only_used: false,
         interrupts: 0,
         accounting,
@@ -171,8 +168,8 @@ struct Supervisor {
     reporter: Reporter,
     signals: Signals,
     listener: Option<OwnedFd>,
-    /// (from the host, to the host) until the listener has been handed over.
-    handoff: Option<(OwnedFd, OwnedFd)>,
+    /// The supervisor's end of the handoff socket, until the listener has been handed over.
+    handoff: Option<OwnedFd>,
     first_only_used: bool,
     interrupts: u32,
     accounting: Option<Accounting>,
@@ -204,8 +201,8 @@ impl Supervisor {
                 sources.push(source);
             };
             add(self.signals.raw(), libc::POLLIN, Source::Signals);
-            if let Some((from_host, _)) = &self.handoff {
-                add(from_host.as_raw_fd(), libc::POLLIN, Source::Handoff);
+            if let Some(end) = &self.handoff {
+                add(end.as_raw_fd(), libc::POLLIN, Source::Handoff);
             }
             if let Some(listener) = &self.listener {
                 add(listener.as_raw_fd(), libc::POLLIN, Source::Listener);
@@ -303,38 +300,17 @@ impl Supervisor {
         }
     }
 
-    /// The host sent its listener's number: take a copy (pidfd_getfd), harden, acknowledge.
+    /// The host sent its listener: keep it, and harden before anything else is read.
     fn take_listener(&mut self) {
-        let Some((from_host, to_host)) = self.handoff.take() else { return };
-        crate::timing::mark("supervisor: listener announced");
-        let number = match sys::read_word(from_host.as_raw_fd()) {
-            Ok(Some(number)) => number,
+        let Some(end) = self.handoff.take() else { return };
+        crate::timing::mark("supervisor: listener received");
+        let listener = match handoff::receive(&end) {
+            Ok(Some(listener)) => listener,
             // The host failed before installing its filter; it has said why, and will exit.
             Ok(None) | Err(_) => return,
         };
-        let host = self.children.host;
-        // SAFETY: pidfd_open and pidfd_getfd take integers; the results are fresh descriptors.
-        let listener = unsafe {
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, host, 0);
-            let pidfd = sys::adopt(pidfd as libc::c_int);
-            pidfd.and_then(|pidfd| {
-                sys::adopt(libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), number, 0) as libc::c_int)
-            })
-        };
-        let listener = match listener {
-            Ok(listener) => listener,
-            Err(error) => {
-                let errno = error.raw_os_error().unwrap_or(libc::EPERM);
-                let _ = sys::write_all(to_host.as_raw_fd(), &errno.to_ne_bytes());
-                return;
-            }
-        };
-        // Acknowledge first, so that the host goes on while the supervisor hardens: nothing the
-        // script controls is read (no notification, no relayed byte) before this function has
-        // returned, and it returns hardened or not at all.
-        if sys::write_all(to_host.as_raw_fd(), &0i32.to_ne_bytes()).is_err() {
-            return;
-        }
+        // Nothing the script controls (no notification, no relayed byte) is read before this
+        // function has returned, and it returns hardened or not at all.
         if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.accounting.is_some())
         {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
@@ -342,8 +318,8 @@ impl Supervisor {
             self.relay.restore_terminal();
             sys::exit_now(1);
         }
+        crate::timing::mark("supervisor: hardened");
         self.listener = Some(listener);
-        crate::timing::mark("supervisor: hardened and acknowledged");
     }
 
     fn on_notification(&mut self) {

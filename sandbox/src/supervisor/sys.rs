@@ -71,28 +71,6 @@ pub(crate) fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads exactly 4 bytes; `None` when the other side closed first.
-pub(crate) fn read_word(fd: RawFd) -> io::Result<Option<i32>> {
-    let mut buffer = [0u8; 4];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        // SAFETY: the buffer is valid for the remaining length.
-        let result = unsafe { libc::read(fd, buffer[filled..].as_mut_ptr().cast(), buffer.len() - filled) };
-        if result < 0 {
-            let error = last_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        if result == 0 {
-            return Ok(None);
-        }
-        filled += result as usize;
-    }
-    Ok(Some(i32::from_ne_bytes(buffer)))
-}
-
 /// Sends `signal` to every process of the sandbox's process group. Harmless once it is empty:
 /// its number stays reserved while any member is unreaped, and the supervisor stops sending
 /// once it has reaped them all.

@@ -1,0 +1,2 @@
+const fs = require("fs");
+for (let i = 0; i < 20000; i++) fs.readFileSync(__filename);

@@ -1,0 +1,5 @@
+local out = io.stdout
+for _ = 1, 200000 do
+    out:write("x\n")
+    out:flush()
+end

@@ -1,0 +1,206 @@
+//! `cargo xtask bench [--breakdown] [HOST...]`: each host against its bare interpreter on the
+//! same workloads, measured by hyperfine in one paired run per row (both commands under the same
+//! clean environment, interleaved warm-ups, then the runs), printed as one table (bare, host,
+//! ratio) and written to `target/bench/overhead.md`; where bubblewrap or firejail is installed,
+//! the same workload under it too. `--breakdown` builds the hosts with the `timing` feature
+//! and prints where the start-up time goes, stage by stage (median of many runs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// One row: (host, workload, bare command, script, hyperfine runs).
+const ROWS: &[(&str, &str, &str, &str, u32)] = &[
+    ("hlua", "hello", "lua5.4", "examples/hello.lua", 300),
+    ("hlua", "200k write+flush to a pipe", "lua5.4", "examples/bench/write_flush.lua", 20),
+    ("hlua", "20k open+read+close", "lua5.4", "examples/bench/open_read.lua", 20),
+    ("hpython", "hello", "/usr/bin/python3.11 -I -S", "examples/hello.py", 200),
+    ("hpython", "200k write+flush to a pipe", "/usr/bin/python3.11 -I -S", "examples/bench/write_flush.py", 20),
+    ("hpython", "pure-Python compute (fib)", "/usr/bin/python3.11 -I -S", "examples/bench/fib.py", 20),
+    ("hpython", "20k open+read+close", "/usr/bin/python3.11 -I -S", "examples/bench/open_read.py", 20),
+    ("hsh", "hello", "bash --norc --noprofile", "examples/hello.sh", 300),
+    ("hnode", "hello", "node", "examples/hello.js", 100),
+    ("hnode", "20k readFileSync", "node", "examples/bench/read_file.js", 20),
+];
+
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+struct Measured {
+    mean: f64,
+    stddev: f64,
+}
+
+/// Runs hyperfine on `commands` (one paired run), stdout to a pipe that is drained, and returns
+/// the mean and standard deviation of each, in milliseconds.
+fn hyperfine(root: &Path, commands: &[String], runs: u32) -> Result<Vec<Measured>> {
+    let json = root.join("target/bench/last.json");
+    let status = Command::new("hyperfine")
+        .current_dir(root)
+        .env_clear()
+        .env("PATH", PATH)
+        .args(["--warmup", "3", "--runs", &runs.to_string(), "-N", "--style", "none", "--output", "pipe"])
+        .arg("--export-json")
+        .arg(&json)
+        .args(commands)
+        .status()
+        .context("starting hyperfine")?;
+    if !status.success() {
+        bail!("hyperfine failed on {commands:?}");
+    }
+    let text = std::fs::read_to_string(&json)?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let results = value.get("results").and_then(|results| results.as_sequence()).context("no results")?;
+    Ok(results
+        .iter()
+        .map(|result| Measured {
+            mean: result.get("mean").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            stddev: result.get("stddev").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+        })
+        .collect())
+}
+
+fn installed(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|out| out.status.success())
+}
+
+/// A peer sandbox around the bare command, comparable to the host's default policy.
+fn peers(bare: &str, script: &str) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    if installed("bwrap") {
+        found.push((
+            "bubblewrap",
+            format!(
+                "bwrap --ro-bind /usr /usr --ro-bind /lib /lib --ro-bind /lib64 /lib64 --ro-bind /bin /bin \
+                 --ro-bind /etc /etc --ro-bind examples examples --dev /dev --proc /proc --unshare-all \
+                 --die-with-parent --new-session {bare} {script}"
+            ),
+        ));
+    }
+    if installed("firejail") {
+        found.push(("firejail", format!("firejail --quiet --noprofile --net=none {bare} {script}")));
+    }
+    found
+}
+
+pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
+    let breakdown = arguments.iter().any(|argument| argument == "--breakdown");
+    let only: Vec<&String> = arguments.iter().filter(|argument| !argument.starts_with("--")).collect();
+    let wanted = |host: &str| only.is_empty() || only.iter().any(|name| *name == host);
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let hosts: Vec<&str> = ["hlua", "hpython", "hsh", "hnode"].into_iter().filter(|host| wanted(host)).collect();
+    if breakdown {
+        return breakdowns(root, &hosts);
+    }
+    let mut build = crate::cargo();
+    build.current_dir(root).args(["build", "--release", "--quiet"]);
+    for host in &hosts {
+        build.args(["--package", host]);
+    }
+    crate::run(&mut build)?;
+    let mut table =
+        String::from("| host | workload | bare (ms) | host (ms) | host / bare | peers |\n|---|---|---|---|---|---|\n");
+    for &(host, workload, bare, script, runs) in ROWS.iter().filter(|row| wanted(row.0)) {
+        let binary = root.join("target/release").join(host);
+        let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
+        let peer_rows = peers(bare, script);
+        commands.extend(peer_rows.iter().map(|(_, command)| command.clone()));
+        eprintln!("bench: {host}: {workload}");
+        let measured = hyperfine(root, &commands, runs)?;
+        let ratio = |index: usize| measured[index].mean / measured[0].mean;
+        let peer_text: Vec<String> =
+            peer_rows.iter().enumerate().map(|(index, (name, _))| format!("{name} {:.2}×", ratio(index + 2))).collect();
+        let line = format!(
+            "| {host} | {workload} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2}× | {} |\n",
+            measured[0].mean,
+            measured[0].stddev,
+            measured[1].mean,
+            measured[1].stddev,
+            ratio(1),
+            if peer_text.is_empty() { "–".to_string() } else { peer_text.join(", ") }
+        );
+        print!("{line}");
+        table.push_str(&line);
+    }
+    std::fs::write(out_dir.join("overhead.md"), &table)?;
+    println!("\n{table}");
+    Ok(())
+}
+
+/// One process's marks: (stage, microseconds).
+type Marks = Vec<(String, u64)>;
+
+/// The host's and the supervisor's marks of one run.
+fn parse_marks(stderr: &str) -> Option<(Marks, Marks)> {
+    let mut processes: BTreeMap<String, Marks> = BTreeMap::new();
+    for line in stderr.lines().filter_map(|line| line.strip_prefix("h-timing ")) {
+        let (pid, rest) = line.split_once(' ')?;
+        let (stage, at) = rest.rsplit_once(' ')?;
+        processes.entry(pid.to_string()).or_default().push((stage.to_string(), at.parse().ok()?));
+    }
+    let has = |marks: &Marks, wanted: &str| marks.iter().any(|(stage, _)| stage == wanted);
+    let host = processes.values().find(|marks| has(marks, "fork"))?.clone();
+    let supervisor = processes.values().find(|marks| has(marks, "supervisor: host ended"))?.clone();
+    Some((host, supervisor))
+}
+
+/// Builds the hosts with start-up timestamps and prints the median time of each stage.
+fn breakdowns(root: &Path, hosts: &[&str]) -> Result<()> {
+    let target = root.join("target/timing");
+    let mut build = crate::cargo();
+    build.current_dir(root).env("CARGO_TARGET_DIR", &target).args(["build", "--release", "--quiet"]);
+    for host in hosts {
+        build.args(["--package", host, "--features", &format!("{host}/timing")]);
+    }
+    crate::run(&mut build)?;
+    const RUNS: usize = 200;
+    for host in hosts {
+        let Some(&(_, _, _, script, _)) = ROWS.iter().find(|row| row.0 == *host && row.1 == "hello") else { continue };
+        let binary = target.join("release").join(host);
+        let mut stages: Vec<(String, Vec<u64>)> = Vec::new();
+        let mut record = |stage: String, micros: u64| match stages.iter_mut().find(|(known, _)| *known == stage) {
+            Some((_, values)) => values.push(micros),
+            None => stages.push((stage, vec![micros])),
+        };
+        for _ in 0..RUNS {
+            let output = Command::new(&binary)
+                .arg(script)
+                .current_dir(root)
+                .env_clear()
+                .env("PATH", PATH)
+                .output()
+                .with_context(|| format!("running {}", binary.display()))?;
+            let Some((host_marks, supervisor_marks)) = parse_marks(&String::from_utf8_lossy(&output.stderr)) else {
+                bail!("{host}: the timing build printed no marks");
+            };
+            for pair in host_marks.windows(2) {
+                record(format!("host: {}", pair[1].0), pair[1].1.saturating_sub(pair[0].1));
+            }
+            let host_end = host_marks.last().map_or(0, |(_, at)| *at);
+            let mut previous = host_end;
+            for (stage, at) in &supervisor_marks {
+                if !stage.starts_with("supervisor: host ended")
+                    && !stage.starts_with("supervisor: run")
+                    && !stage.starts_with("supervisor: output")
+                {
+                    continue;
+                }
+                record(stage.clone(), at.saturating_sub(previous));
+                previous = *at;
+            }
+            let first = host_marks.first().map_or(0, |(_, at)| *at);
+            record("total from main to the supervisor's exit".to_string(), previous.saturating_sub(first));
+        }
+        println!("\n{host}: median µs per stage over {RUNS} runs of {script} (cargo xtask bench --breakdown)");
+        println!(
+            "  (each stage: from the previous mark; \"supervisor: host ended\" is measured from the host's last mark)"
+        );
+        for (stage, mut values) in stages {
+            values.sort_unstable();
+            println!("  {stage:<48} {:>6}", values[values.len() / 2]);
+        }
+    }
+    Ok(())
+}
