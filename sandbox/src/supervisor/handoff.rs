@@ -61,6 +61,7 @@ pub(crate) fn send(end: OwnedFd, listener: OwnedFd) -> io::Result<()> {
     }
     // SAFETY: a complete msghdr on our socket.
     let sent = unsafe { libc::sendmsg(end.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+    drop(listener);
     if sent != 1 {
         return Err(if sent < 0 { sys::last_error() } else { io::Error::other("short send") });
     }

@@ -122,6 +122,13 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         return Ok(Handoff { end });
     }
     drop((host_end, host));
+    // The supervisor never preempts the host when it wakes (SCHED_BATCH): the handoff and the
+    // relay run beside the host or after it, not in its place. Best effort: nothing depends on it.
+    // SAFETY: sched_setscheduler reads one sched_param that lives for the call.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
     let children = Children { host: pid };
     let signals = match Signals::open() {
         Ok(signals) => signals,
