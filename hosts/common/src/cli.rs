@@ -31,13 +31,21 @@ pub struct Options {
     /// `--env NAME` (value `None`: taken from the inherited environment) or `--env NAME=VALUE`.
     pub env: Vec<(OsString, Option<OsString>)>,
     pub allow_degraded: bool,
-    pub print_policy: bool,
+    /// `--print-policy` or `--print-policy=json`.
+    pub print_policy: Option<PolicyFormat>,
     /// `-k`: end the sandbox at the first refused call instead of failing the call.
     pub kill_on_deny: bool,
     /// `--tasks N` (or `-r nproc=N`, the same budget): processes and threads of the sandbox.
     pub tasks: Option<Limit>,
     /// `-m SIZE`: the memory budget.
     pub memory: Option<Limit>,
+}
+
+/// How `--print-policy` prints the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyFormat {
+    Text,
+    Json,
 }
 
 /// A command line that cannot be run; the message is the whole error line after `HOST: `.
@@ -141,6 +149,15 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 apply_valued(name, value, &mut options)?;
                 continue;
             }
+            if name == "print-policy" {
+                options.print_policy = match inline_value.as_ref().map(|value| value.to_string_lossy()) {
+                    None => Some(PolicyFormat::Text),
+                    Some(format) if format == "text" => Some(PolicyFormat::Text),
+                    Some(format) if format == "json" => Some(PolicyFormat::Json),
+                    Some(other) => return Err(UsageError(format!("--print-policy={other}: expected text or json"))),
+                };
+                continue;
+            }
             if inline_value.is_some() {
                 return Err(UsageError(format!("option --{name} takes no value")));
             }
@@ -150,7 +167,6 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 "allow-localtime" => options.allow_localtime = true,
                 "inherit-rlimits" => options.inherit_rlimits = true,
                 "allow-degraded" => options.allow_degraded = true,
-                "print-policy" => options.print_policy = true,
                 "kill-on-deny" => options.kill_on_deny = true,
                 "help" => wants_help = true,
                 "version" => wants_version = true,
@@ -239,7 +255,8 @@ options:
   -k, --kill-on-deny         end the whole sandbox at the first refused call (SIGSYS, 159)
                              instead of failing the call with EPERM
       --allow-degraded       run even if the kernel has no landlock (no filesystem restriction)
-      --print-policy         print the complete policy for this command line and exit
+      --print-policy[=json]  print the complete policy for this command line (as text, or as JSON
+                             for tools) and exit
   -h, --help                 print this help
   -V, --version              print the versions of {host}, the interpreter and the kernel's landlock
 
@@ -277,7 +294,7 @@ mod tests {
         let parsed = options(&["-s", "game.lua", "-t", "--print-policy"]);
         assert!(parsed.allow_script_dir);
         assert!(!parsed.allow_tmp);
-        assert!(!parsed.print_policy);
+        assert!(parsed.print_policy.is_none());
         assert_eq!(parsed.script, PathBuf::from("game.lua"));
         assert_eq!(parsed.script_args, vec![OsString::from("-t"), OsString::from("--print-policy")]);
     }

@@ -3,7 +3,8 @@
 //! [`start`]; every failure before that is one line on stderr and exit status 1.
 
 pub mod cli;
-mod report;
+pub mod json;
+pub mod report;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -236,7 +237,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
             .chain(options.script_args.iter().cloned())
             .collect(),
     };
-    if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
+    if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && options.print_policy.is_none() {
         fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");
     }
     let started = Started {
@@ -290,8 +291,12 @@ pub fn start(profile: &HostProfile) -> Started {
     };
     let (policy, started) = build_policy(profile, &options);
     h_sandbox::timing::mark("policy");
-    if options.print_policy {
-        print!("{}", report::render(profile, &options, &policy, &started));
+    if let Some(format) = options.print_policy {
+        let report = report::PolicyReport::new(profile, &options, &policy, &started);
+        match format {
+            cli::PolicyFormat::Text => print!("{}", report.text()),
+            cli::PolicyFormat::Json => print!("{}", report.json().render()),
+        }
         let _ = std::io::stdout().flush();
         exit(0)
     }
