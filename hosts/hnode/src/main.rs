@@ -68,6 +68,7 @@ type Entry = (&'static str, FsAccess, &'static str);
 const DEVICES: &[Entry] = &[
     ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
+    ("/proc/sys/kernel/hostname", FsAccess::Read, "os.hostname() (uname already tells it)"),
 ];
 
 fn interpreter_version() -> String {
