@@ -39,6 +39,8 @@ pub struct Options {
     pub tasks: Option<Limit>,
     /// `-m SIZE`: the memory budget.
     pub memory: Option<Limit>,
+    /// `--allow-exec PROGRAM` (repeatable): programs the script may run.
+    pub allow_exec: Vec<OsString>,
 }
 
 /// How `--print-policy` prints the policy.
@@ -91,6 +93,7 @@ const VALUED: &[(Option<char>, &str)] = &[
     (None, "env"),
     (None, "tasks"),
     (Some('m'), "memory"),
+    (None, "allow-exec"),
 ];
 
 pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, UsageError> {
@@ -122,6 +125,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
             }
             "allow-read" => options.allow_read.push(PathBuf::from(value)),
             "allow-write" => options.allow_write.push(PathBuf::from(value)),
+            "allow-exec" => options.allow_exec.push(value),
             "env" => options.env.push(parse_env(&value)?),
             other => return Err(UsageError(format!("unknown option --{other}"))),
         }
@@ -242,6 +246,8 @@ options:
   -l, --allow-localtime      read /etc/localtime and the time zone database
       --allow-read PATH      read access beneath PATH (repeatable; PATH must exist)
       --allow-write PATH     read and write access beneath PATH (repeatable; PATH must exist)
+      --allow-exec PROGRAM   the script may run PROGRAM (a name on PATH, or a path): it and the
+                             files that run it become executable; nothing else (repeatable)
   -r, --rlimit RLIMIT=VALUE  set a resource limit (repeatable): RLIMIT is as, core, cpu, data, fsize,
                              locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
                              sigpending or stack; VALUE is a number with optional K/M/G, or inf

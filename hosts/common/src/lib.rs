@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod json;
+pub mod programs;
 pub mod report;
 
 use std::ffi::OsString;
@@ -43,6 +44,9 @@ pub struct HostProfile {
     /// Address space allowed beyond the memory budget (RLIMIT_AS = memory + this): reservations
     /// that cost no memory (glibc's per-thread arenas, V8's cages).
     pub address_space_beyond_memory: u64,
+    /// The script's processes may execute programs (hsh: bash runs commands), so `--allow-exec`
+    /// grants mean something; elsewhere the filter refuses every new process.
+    pub runs_programs: bool,
     /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
     /// the host's to decide). Checked with every other input, before anything is applied.
     pub refused_variables: &'static [(&'static str, &'static str)],
@@ -220,6 +224,27 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         );
     }
 
+    if !options.allow_exec.is_empty() && !profile.runs_programs {
+        fail(
+            host,
+            format!("--allow-exec: {host} starts no processes (its filter refuses them); use hsh to run programs"),
+        );
+    }
+    let search_path = std::env::var_os("PATH");
+    for name in &options.allow_exec {
+        let program = match programs::resolve(name, search_path.as_deref()) {
+            Ok(program) => program,
+            Err(message) => fail(host, message),
+        };
+        for file in program.files {
+            let why = if file == program.path {
+                format!("--allow-exec {}", program.name)
+            } else {
+                format!("--allow-exec {}: its interpreter or a library", program.name)
+            };
+            add(file, FsAccess::ReadExecute, why);
+        }
+    }
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
     check_rlimits(host, &rlimits);

@@ -85,6 +85,7 @@ static PROFILE: HostProfile = HostProfile {
     seccomp: &seccomp::PROGRAM,
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: false,
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
     refused_variables: REFUSED_VARIABLES,

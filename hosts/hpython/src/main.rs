@@ -92,6 +92,7 @@ static PROFILE: HostProfile = HostProfile {
     refused_variables: &[],
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: false,
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };

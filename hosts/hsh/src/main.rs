@@ -80,6 +80,7 @@ static PROFILE: HostProfile = HostProfile {
     refused_variables: &[],
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: true,
     creates_processes: true,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
