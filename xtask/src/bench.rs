@@ -64,13 +64,13 @@ fn hyperfine(root: &Path, commands: &[String], runs: u32) -> Result<Vec<Measured
         bail!("hyperfine failed on {commands:?}");
     }
     let text = std::fs::read_to_string(&json)?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text)?;
-    let results = value.get("results").and_then(|results| results.as_sequence()).context("no results")?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("reading hyperfine's JSON export")?;
+    let results = value.get("results").and_then(serde_json::Value::as_array).context("no results")?;
     Ok(results
         .iter()
         .map(|result| Measured {
-            mean: result.get("mean").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
-            stddev: result.get("stddev").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            mean: result.get("mean").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            stddev: result.get("stddev").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
         })
         .collect())
 }
