@@ -10,19 +10,29 @@ use crate::resolve::resolve;
 use crate::schema::Policy;
 use crate::{Arch, Error, ARCHES};
 
-/// The programs compiled, with the crate directory the output goes to. `supervisor` is the
-/// supervisor's own filter, inside the sandbox crate.
+/// The programs compiled (the policy's file in `filters/`), with the crate directory the output
+/// goes to. `supervisor` is the supervisor's own filter, inside the sandbox crate. A policy named
+/// `HOST-VARIANT` is a second program of that host (`HOST-programs`: the host's rules and those
+/// the programs granted with `--allow-exec` need).
 pub const HOSTS: &[(&str, &str)] = &[
     ("supervisor", "sandbox"),
     ("hlua", "hosts/hlua"),
+    ("hlua-programs", "hosts/hlua"),
     ("hsh", "hosts/hsh"),
     ("hnode", "hosts/hnode"),
+    ("hnode-programs", "hosts/hnode"),
     ("hpython", "hosts/hpython"),
+    ("hpython-programs", "hosts/hpython"),
 ];
 
-/// Where the program of the crate in `crate_dir` for `arch` is committed.
-pub fn output_path(root: &Path, crate_dir: &str, arch: Arch) -> PathBuf {
-    root.join(crate_dir).join("src/generated").join(format!("seccomp_{}.rs", arch.name()))
+/// Where the program of `policy` (in the crate `crate_dir`) for `arch` is committed:
+/// `seccomp_ARCH.rs`, or `seccomp_VARIANT_ARCH.rs` for a policy named `HOST-VARIANT`.
+pub fn output_path(root: &Path, policy: &str, crate_dir: &str, arch: Arch) -> PathBuf {
+    let file = match policy.split_once('-') {
+        Some((_, variant)) => format!("seccomp_{variant}_{}.rs", arch.name()),
+        None => format!("seccomp_{}.rs", arch.name()),
+    };
+    root.join(crate_dir).join("src/generated").join(file)
 }
 
 /// Everything codegen writes: (path, contents).
@@ -46,7 +56,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
                 arch,
                 source,
             })?;
-            outputs.push((output_path(root, crate_dir, arch), render(host, arch, &resolved, &program)));
+            outputs.push((output_path(root, host, crate_dir, arch), render(host, arch, &resolved, &program)));
         }
     }
     Ok(outputs)
@@ -121,7 +131,7 @@ pub(crate) mod tests {
             std::fs::copy(entry.path(), filters.join(entry.file_name())).unwrap();
         }
         assert!(stale(&copy).unwrap().is_empty());
-        let edited = output_path(&copy, "hosts/hlua", Arch::Aarch64);
+        let edited = output_path(&copy, "hlua", "hosts/hlua", Arch::Aarch64);
         let text = std::fs::read_to_string(&edited).unwrap();
         std::fs::write(&edited, text.replacen("jt: 0", "jt: 1", 1)).unwrap();
         assert_eq!(stale(&copy).unwrap(), std::slice::from_ref(&edited));

@@ -253,11 +253,17 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
     let sorted: Vec<u32> = blocks.keys().copied().collect();
     emit_dispatch(&mut asm, &sorted, &blocks, denied, &denied_name);
     for number in order {
-        let group: Vec<&ResolvedRule> = rules.iter().filter(|rule| rule.number == number).collect();
+        let mut group: Vec<&ResolvedRule> = rules.iter().filter(|rule| rule.number == number).collect();
         let name = &group[0].syscall;
-        let unconditional: Vec<&&ResolvedRule> = group.iter().filter(|rule| rule.checks.is_empty()).collect();
-        if !unconditional.is_empty() && group.len() > 1 {
-            return Err(EmitError::Unconditional(name.clone()));
+        let unconditional: Vec<&ResolvedRule> = group.iter().copied().filter(|rule| rule.checks.is_empty()).collect();
+        // Two included files (a host's and the programs') may both name a call: an unconditional
+        // rule then covers every other one with the same action, and stands alone. Rules with
+        // another action beside an unconditional one would be pointless, and are an error.
+        if let Some(first) = unconditional.first() {
+            if group.iter().any(|rule| rule.action != first.action) {
+                return Err(EmitError::Unconditional(name.clone()));
+            }
+            group = vec![*first];
         }
         asm.push(Op::Label(blocks[&number].0));
         for rule in &group {

@@ -200,7 +200,7 @@ pub fn verify_all(root: &Path) -> Result<Vec<Report>, Error> {
                 arch,
                 source,
             })?;
-            let path = output_path(root, crate_dir, arch);
+            let path = output_path(root, host, crate_dir, arch);
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
             let program = parse_instructions(&text).map_err(|source| Error::Parse { path, source })?;
             reports.push(verify_program(host, arch, &program, &resolved, policy.denied)?);
@@ -230,7 +230,7 @@ mod tests {
         let &(host, crate_dir) = HOSTS.iter().find(|(host, _)| *host == "hlua").unwrap();
         let policy = Policy::load(&root.join("filters"), host).unwrap();
         let (rules, denied) = (resolve(&policy.rules, Arch::X86_64).unwrap(), policy.denied);
-        let text = std::fs::read_to_string(output_path(&root, crate_dir, Arch::X86_64)).unwrap();
+        let text = std::fs::read_to_string(output_path(&root, host, crate_dir, Arch::X86_64)).unwrap();
         let program = parse_instructions(&text).unwrap();
         assert!(verify_program(host, Arch::X86_64, &program, &rules, denied).is_ok());
         // Turn the refusals into allows: every unlisted syscall would pass.

@@ -13,7 +13,7 @@ use h_sandbox::{Limit, Resource};
 pub enum Request {
     Help,
     Version,
-    Run(Options),
+    Run(Box<Options>),
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -227,7 +227,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
     options.script = script
         .ok_or_else(|| UsageError("no script given (usage: HOST [OPTIONS] [--] SCRIPT [ARGS...])".to_string()))?;
     options.script_args = arguments.collect();
-    Ok(Request::Run(options))
+    Ok(Request::Run(Box::new(options)))
 }
 
 pub fn help(host: &str, language: &str) -> String {
@@ -290,7 +290,7 @@ mod tests {
 
     fn options(arguments: &[&str]) -> Options {
         match run(arguments) {
-            Ok(Request::Run(options)) => options,
+            Ok(Request::Run(options)) => *options,
             other => panic!("expected a run, got {other:?}"),
         }
     }

@@ -44,9 +44,12 @@ pub struct HostProfile {
     /// Address space allowed beyond the memory budget (RLIMIT_AS = memory + this): reservations
     /// that cost no memory (glibc's per-thread arenas, V8's cages).
     pub address_space_beyond_memory: u64,
-    /// The script's processes may execute programs (hsh: bash runs commands), so `--allow-exec`
-    /// grants mean something; elsewhere the filter refuses every new process.
+    /// The script's processes may execute programs with the host's own program (hsh: bash runs
+    /// commands), so `--allow-exec` needs nothing more.
     pub runs_programs: bool,
+    /// The host's program with the rules the programs granted by `--allow-exec` need (the
+    /// `HOST-programs` filter), for hosts whose own program starts no process.
+    pub seccomp_with_programs: Option<&'static SeccompProgram>,
     /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
     /// the host's to decide). Checked with every other input, before anything is applied.
     pub refused_variables: &'static [(&'static str, &'static str)],
@@ -74,6 +77,9 @@ impl Started {
         self.rlimits.iter().find(|(set, _)| *set == resource).map(|&(_, limit)| limit)
     }
 }
+
+/// The tasks the default budget grows by when `--allow-exec` grants programs.
+const PROGRAM_TASKS: u64 = 16;
 
 /// The time zone database `-l` grants with `/etc/localtime`.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
@@ -224,12 +230,14 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         );
     }
 
-    if !options.allow_exec.is_empty() && !profile.runs_programs {
-        fail(
-            host,
-            format!("--allow-exec: {host} starts no processes (its filter refuses them); use hsh to run programs"),
-        );
-    }
+    let runs_granted_programs = !options.allow_exec.is_empty();
+    let seccomp = match (runs_granted_programs, profile.seccomp_with_programs) {
+        (true, Some(with_programs)) => with_programs,
+        (true, None) if !profile.runs_programs => {
+            fail(host, format!("--allow-exec: {host} has no filter that starts processes"))
+        }
+        _ => profile.seccomp,
+    };
     let search_path = std::env::var_os("PATH");
     for name in &options.allow_exec {
         let program = match programs::resolve(name, search_path.as_deref()) {
@@ -254,10 +262,15 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         fs_rules,
         allow_degraded: options.allow_degraded,
         environment: environment(profile, options),
-        seccomp: profile.seccomp,
-        tasks: options.tasks.unwrap_or(Limit::Value(profile.tasks)),
+        seccomp,
+        // Granted programs are processes of the run: room for them unless --tasks says otherwise.
+        tasks: options.tasks.unwrap_or(Limit::Value(if runs_granted_programs {
+            profile.tasks + PROGRAM_TASKS
+        } else {
+            profile.tasks
+        })),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
-        run_budget: profile.creates_processes.then_some(budget),
+        run_budget: (profile.creates_processes || runs_granted_programs).then_some(budget),
         visible_arguments: std::iter::once(options.script.clone().into_os_string())
             .chain(options.script_args.iter().cloned())
             .collect(),
@@ -312,7 +325,7 @@ pub fn start(profile: &HostProfile) -> Started {
             println!("{}", version(profile));
             exit(0)
         }
-        Request::Run(options) => options,
+        Request::Run(options) => *options,
     };
     let (policy, started) = build_policy(profile, &options);
     h_sandbox::timing::mark("policy");

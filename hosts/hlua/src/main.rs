@@ -11,6 +11,12 @@ use mlua::{Lua, LuaOptions, MultiValue, StdLib, Value};
 #[rustfmt::skip]
 mod seccomp;
 
+/// The same with the rules of programs granted by `--allow-exec` (filters/programs.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_programs_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_programs_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_programs;
+
 const MIB: u64 = 1 << 20;
 
 /// The memory budget (`-m`): `data`, and Lua's own heap limit a little below it, so that a memory
@@ -63,6 +69,7 @@ static PROFILE: HostProfile = HostProfile {
     tasks: TASKS,
     memory: MEMORY,
     runs_programs: false,
+    seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
