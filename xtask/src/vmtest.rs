@@ -89,7 +89,9 @@ pub const GUEST_HOSTS: &[GuestHost] = &[
             ("attacks/root-dac-override", 1),
             ("attacks/write-outside", 1),
         ],
-        needs_programs: &[],
+        needs_programs: &[
+            "cases/allow-exec", // sh, cat and ls
+        ],
         degraded_holds: &["attacks/exec", "attacks/popen", "attacks/environment", "attacks/loadlib"],
     },
     GuestHost {
@@ -111,10 +113,12 @@ pub const GUEST_HOSTS: &[GuestHost] = &[
             ("attacks/kill-parent", 6),
         ],
         needs_programs: &[
-            "cases/external-command", // ls: landlock's exit 126 needs the program to exist
-            "attacks/exec-python",    // python3
-            "attacks/loader-trick",   // /usr/bin/id, the program ld.so is asked to run
-            "attacks/tiocsti",        // script(1) and python3
+            "cases/external-command",       // ls: landlock's exit 126 needs the program to exist
+            "attacks/exec-python",          // python3
+            "attacks/loader-trick",         // /usr/bin/id, the program ld.so is asked to run
+            "attacks/tiocsti",              // script(1) and python3
+            "cases/allow-exec",             // cat and ls
+            "attacks/exec-through-granted", // env, find and sh
         ],
         // /dev/tcp and /dev/udp: seccomp denies socket (issue 6), with or without landlock.
         degraded_holds: &["attacks/dev-tcp", "attacks/dev-udp", "attacks/environment"],
