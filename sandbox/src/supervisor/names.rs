@@ -133,8 +133,14 @@ const CLONE_FLAGS: &[(u64, &str)] = &[
 ];
 
 /// The kind of socket is the low four bits of socket()'s `type`; the flags above them.
-const SOCKET_KINDS: &[(u64, &str)] =
-    &[(1, "SOCK_STREAM"), (2, "SOCK_DGRAM"), (3, "SOCK_RAW"), (4, "SOCK_RDM"), (5, "SOCK_SEQPACKET"), (10, "SOCK_PACKET")];
+const SOCKET_KINDS: &[(u64, &str)] = &[
+    (1, "SOCK_STREAM"),
+    (2, "SOCK_DGRAM"),
+    (3, "SOCK_RAW"),
+    (4, "SOCK_RDM"),
+    (5, "SOCK_SEQPACKET"),
+    (10, "SOCK_PACKET"),
+];
 const SOCKET_FLAGS: &[(u64, &str)] = &[(0x800, "SOCK_NONBLOCK"), (0x80000, "SOCK_CLOEXEC")];
 
 const PROTECTIONS: &[(u64, &str)] = &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")];
