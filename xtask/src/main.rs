@@ -15,7 +15,7 @@ mod fakestore;
 mod filters;
 mod nixcheck;
 mod verify;
-mod vmtest;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,7 +122,7 @@ fn main() -> Result<()> {
             ensure_packages(TEST_PACKAGES)?;
             bench::run(&root, &arguments[1..])
         }
-        "vm-test" => vmtest::run(&root, &arguments[1..]),
+        "vm-test" => vm::run(&root, &arguments[1..]),
         "compat" => compat::run(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),
     }
