@@ -91,7 +91,7 @@
           }) names.hosts
         )
         // {
-          # codegen --check, verify, and the unit tests of xtask, h-sandbox and h-host.
+          # codegen --check, verify, and the unit tests of h-filter, xtask, h-sandbox and h-host.
           filters = pkgs.callPackage ./nix/filters.nix { };
           # The case harnesses build (they run in the VM tests).
           inherit cases;

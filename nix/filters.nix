@@ -3,7 +3,8 @@
 # - `cargo xtask codegen --check`: the committed seccomp programs are what filters/*.toml compile to;
 # - `cargo xtask verify`: every committed program (each host x x86_64/aarch64) evaluated by the
 #   cBPF interpreter against its policy, report kept in $out/verify.txt;
-# - `cargo test -p xtask -p h-sandbox -p h-host`: the unit tests that need no unprivileged user.
+# - `cargo test -p h-filter -p xtask -p h-sandbox -p h-host`: the unit tests that need no
+#   unprivileged user (h-filter's: the emitter, the verifier and its mutation test).
 {
   lib,
   stdenv,
@@ -35,7 +36,7 @@ stdenv.mkDerivation {
     cargo xtask codegen --check
     cargo xtask verify > verify.txt
     cat verify.txt
-    cargo test --offline -p xtask -p h-sandbox -p h-host
+    cargo test --offline -p h-filter -p xtask -p h-sandbox -p h-host
     runHook postBuild
   '';
 

@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The descriptor the interpreter is opened at for `execveat`; the filters of hosts that exec
-/// allow `execveat` on this descriptor only (`EXEC_FD` in `xtask/src/constants.rs`).
+/// allow `execveat` on this descriptor only (`EXEC_FD` in `filter/src/constants.rs`).
 pub const EXEC_FD: libc::c_int = 3;
 
 #[derive(Debug, thiserror::Error)]

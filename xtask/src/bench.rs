@@ -20,6 +20,20 @@ const ROWS: &[(&str, &str, &str, &str, u32)] = &[
     ("hpython", "200k write+flush to a pipe", "/usr/bin/python3.11 -I -S", "examples/bench/write_flush.py", 20),
     ("hpython", "pure-Python compute (fib)", "/usr/bin/python3.11 -I -S", "examples/bench/fib.py", 20),
     ("hpython", "20k open+read+close", "/usr/bin/python3.11 -I -S", "examples/bench/open_read.py", 20),
+    (
+        "hpython",
+        "500k getppid (allowed whatever its arguments)",
+        "/usr/bin/python3.11 -I -S",
+        "examples/bench/syscalls.py cached",
+        20,
+    ),
+    (
+        "hpython",
+        "500k fcntl(F_GETFD) (argument-checked)",
+        "/usr/bin/python3.11 -I -S",
+        "examples/bench/syscalls.py checked",
+        20,
+    ),
     ("hsh", "hello", "bash --norc --noprofile", "examples/hello.sh", 300),
     ("hnode", "hello", "node", "examples/hello.js", 100),
     ("hnode", "20k readFileSync", "node", "examples/bench/read_file.js", 20),
@@ -50,13 +64,13 @@ fn hyperfine(root: &Path, commands: &[String], runs: u32) -> Result<Vec<Measured
         bail!("hyperfine failed on {commands:?}");
     }
     let text = std::fs::read_to_string(&json)?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text)?;
-    let results = value.get("results").and_then(|results| results.as_sequence()).context("no results")?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("reading hyperfine's JSON export")?;
+    let results = value.get("results").and_then(serde_json::Value::as_array).context("no results")?;
     Ok(results
         .iter()
         .map(|result| Measured {
-            mean: result.get("mean").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
-            stddev: result.get("stddev").and_then(serde_yaml::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            mean: result.get("mean").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
+            stddev: result.get("stddev").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
         })
         .collect())
 }
@@ -66,21 +80,29 @@ fn installed(program: &str) -> bool {
 }
 
 /// A peer sandbox around the bare command, comparable to the host's default policy.
-fn peers(bare: &str, script: &str) -> Vec<(&'static str, String)> {
+fn peers(root: &Path, bare: &str, script: &str) -> Vec<(&'static str, String)> {
     let mut found = Vec::new();
     if installed("bwrap") {
         found.push((
             "bubblewrap",
             format!(
                 "bwrap --ro-bind /usr /usr --ro-bind /lib /lib --ro-bind /lib64 /lib64 --ro-bind /bin /bin \
-                 --ro-bind /etc /etc --ro-bind examples examples --dev /dev --proc /proc --unshare-all \
-                 --die-with-parent --new-session {bare} {script}"
+                 --ro-bind /etc /etc --ro-bind examples /examples --chdir / --dev /dev --proc /proc \
+                 --unshare-all --die-with-parent --new-session {bare} {script}"
             ),
         ));
     }
     if installed("firejail") {
         found.push(("firejail", format!("firejail --quiet --noprofile --net=none {bare} {script}")));
     }
+    // A peer that cannot run here (no user namespaces, say) is left out rather than failing the row.
+    found.retain(|(_, command)| {
+        Command::new("sh")
+            .args(["-c", &format!("{command} > /dev/null 2>&1")])
+            .current_dir(root)
+            .status()
+            .is_ok_and(|status| status.success())
+    });
     found
 }
 
@@ -105,7 +127,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     for &(host, workload, bare, script, runs) in ROWS.iter().filter(|row| wanted(row.0)) {
         let binary = root.join("target/release").join(host);
         let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
-        let peer_rows = peers(bare, script);
+        let peer_rows = peers(root, bare, script);
         commands.extend(peer_rows.iter().map(|(_, command)| command.clone()));
         eprintln!("bench: {host}: {workload}");
         let measured = hyperfine(root, &commands, runs)?;

@@ -14,7 +14,7 @@
 //! toolchain finds its own libraries through `LD_LIBRARY_PATH` and a linker `--sysroot` that
 //! point at a private view of the real directory. `NIX_STORE` names the fake store, so the
 //! resolver's store mode accepts it and nothing else. Each host's `--print-policy` must then
-//! name only files inside the fake store (besides the script and /dev).
+//! name only files inside the fake store (besides the script and the kernel's /dev and /proc).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,23 +58,35 @@ pub fn run(work: &Workspace) -> Result<()> {
     let binaries = build(work, &store)?;
     for (host, binary) in binaries {
         let script = work.root.join("examples/hello.lua");
-        let policy = output_of(Command::new(&binary).arg("--print-policy").arg(&script))?;
-        let outside = outside_paths(&policy, &store, &script);
+        let policy = output_of(Command::new(&binary).arg("--print-policy=json").arg(&script))?;
+        let paths = rule_paths(&policy)?;
+        let outside = outside_paths(&paths, &store, &script);
         ensure!(outside.is_empty(), "{host} built against the fake store grants paths outside it: {outside:?}");
-        let inside = policy.lines().filter(|line| line.contains(&*store.to_string_lossy())).count();
+        let inside = paths.iter().filter(|path| Path::new(path).starts_with(&store)).count();
         ensure!(inside > 1, "{host}: no fake-store path in its policy");
         println!("nix-check: store-shaped {host}: {inside} rules, every one inside the fake store");
     }
     Ok(())
 }
 
-/// The paths of the landlock rules that are neither in `store`, nor /dev, nor the script.
-fn outside_paths(policy: &str, store: &Path, script: &Path) -> Vec<String> {
-    let rules = policy.lines().skip_while(|line| !line.trim_start().starts_with("rules")).skip(1);
-    rules
-        .take_while(|line| line.starts_with("    "))
-        .filter_map(|line| line.split_whitespace().nth(1).map(str::to_string))
-        .filter(|path| !path.starts_with("/dev/") && !Path::new(path).starts_with(store) && Path::new(path) != script)
+/// The paths of the landlock rules of a `--print-policy=json` report.
+fn rule_paths(policy: &str) -> Result<Vec<String>> {
+    let report: serde_json::Value = serde_json::from_str(policy).context("--print-policy=json is not JSON")?;
+    let rules = report["landlock"]["rules"].as_array().context("--print-policy=json has no landlock rules")?;
+    Ok(rules.iter().filter_map(|rule| rule["path"].as_str().map(str::to_string)).collect())
+}
+
+/// The paths that are neither in `store`, nor the kernel's own (/dev, /proc), nor the script.
+fn outside_paths(paths: &[String], store: &Path, script: &Path) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|path| {
+            !path.starts_with("/dev/")
+                && !path.starts_with("/proc/")
+                && !Path::new(path).starts_with(store)
+                && Path::new(path) != script
+        })
+        .cloned()
         .collect()
 }
 

@@ -10,11 +10,8 @@
 
 mod bench;
 mod compat;
-mod constants;
 mod fakestore;
-mod filters;
 mod nixcheck;
-mod verify;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -68,8 +65,21 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
+/// `cargo xtask codegen [--check]`: writes the programs h_filter compiles from filters/, or
+/// fails if a committed one is stale.
+fn codegen(root: &Path, check: bool) -> Result<()> {
+    if check {
+        return Ok(h_filter::codegen::check(root)?);
+    }
+    for path in h_filter::codegen::write(root)? {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask verify`: proves every committed program against its policy, one line each.
 fn verify_report(root: &Path) -> Result<()> {
-    for report in verify::verify_all(root)? {
+    for report in h_filter::verify::verify_all(root)? {
         println!(
             "verified {:<8} {:<8} {:>4} instructions, worst allowed path {:>3} instructions, {} cases",
             report.host,
@@ -89,7 +99,7 @@ fn main() -> Result<()> {
         bail!("usage: cargo xtask codegen [--check] | verify | run HOST ARGS... | test | bench | vm-test | compat [HOST...]");
     };
     match command.as_str() {
-        "codegen" => filters::codegen(&root, arguments.iter().any(|arg| arg == "--check")),
+        "codegen" => codegen(&root, arguments.iter().any(|arg| arg == "--check")),
         "verify" => verify_report(&root),
         "nix-check" => nixcheck::run(&root),
         "run" => {
@@ -102,7 +112,7 @@ fn main() -> Result<()> {
         }
         "test" => {
             ensure_packages(TEST_PACKAGES)?;
-            filters::codegen(&root, true)?;
+            codegen(&root, true)?;
             verify_report(&root)?;
             nixcheck::run(&root)?;
             // Style and the unsafe/unwrap rules of the workspace lints, before the tests.
@@ -125,64 +135,5 @@ fn main() -> Result<()> {
         "vm-test" => vm::run(&root, &arguments[1..]),
         "compat" => compat::run(&root, &arguments[1..]),
         other => bail!("unknown xtask command {other}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The committed programs match filters/ (a hand edit or a forgotten `cargo xtask codegen` fails).
-    #[test]
-    fn generated_programs_are_fresh() {
-        filters::codegen(&project_root(), true).unwrap();
-    }
-
-    /// Every committed program does exactly what its policy says, on every syscall number.
-    #[test]
-    fn committed_programs_match_their_policies() {
-        let reports = verify::verify_all(&project_root()).unwrap();
-        assert!(!reports.is_empty());
-    }
-
-    /// The verifier is not vacuous: a program with one instruction changed is caught.
-    #[test]
-    fn verifier_catches_a_hand_edited_program() {
-        let root = project_root();
-        let &(host, crate_dir) = filters::HOSTS.iter().find(|(host, _)| *host == "hlua").unwrap();
-        let rules =
-            filters::resolve(&filters::load(&root.join("filters"), host).unwrap(), filters::Arch::X86_64).unwrap();
-        let denied = filters::denied_action(&root.join("filters"), host).unwrap();
-        let text = std::fs::read_to_string(filters::output_path(&root, crate_dir, filters::Arch::X86_64)).unwrap();
-        let program = verify::parse_committed(&text).unwrap();
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &program, &rules, denied).is_ok());
-        // Turn the refusals into allows: every unlisted syscall would pass.
-        let mut allow_all = program.clone();
-        for insn in allow_all.iter_mut().filter(|insn| insn.code == h_sandbox::seccomp_program::bpf::RET_K) {
-            if insn.k == denied {
-                insn.k = h_sandbox::seccomp_program::bpf::SECCOMP_RET_ALLOW;
-            }
-        }
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &allow_all, &rules, denied).is_err());
-        // Skip the architecture check: i386 numbers would be judged by the x86_64 allow-list.
-        let mut any_arch = program.clone();
-        let arch_check =
-            any_arch.iter().position(|insn| insn.k == h_sandbox::seccomp_program::bpf::AUDIT_ARCH_X86_64).unwrap();
-        any_arch[arch_check].jf = any_arch[arch_check].jt;
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &any_arch, &rules, denied).is_err());
-        // Compare only the low half of an argument: the upper-bit mutants must be caught.
-        let mut low_only = program;
-        let high_check = low_only
-            .windows(2)
-            .position(|pair| {
-                pair[0].code == h_sandbox::seccomp_program::bpf::LD_W_ABS
-                    && pair[0].k >= 20
-                    && pair[0].k % 8 == 4
-                    && pair[1].code == h_sandbox::seccomp_program::bpf::JMP_JEQ_K
-            })
-            .unwrap();
-        low_only[high_check + 1] =
-            h_sandbox::SockFilter { code: h_sandbox::seccomp_program::bpf::JMP_JA, jt: 0, jf: 0, k: 0 };
-        assert!(verify::verify_program(host, filters::Arch::X86_64, &low_only, &rules, denied).is_err());
     }
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// The hosts the flake packages once their crate exists in `hosts/`.
 pub const HOSTS: &[&str] = &["hlua", "hpython", "hnode", "hsh"];
@@ -254,12 +254,12 @@ fn report(tree: &Path) -> Result<Value> {
             .args(["--readonly-mode", "--eval", "--strict", "--json", "nix/tests/report.nix"])
             .current_dir(tree),
     )?;
-    serde_yaml::from_str(&text).context("reading report.nix's JSON")
+    serde_json::from_str(&text).context("reading report.nix's JSON")
 }
 
 fn names(value: Option<&Value>) -> Vec<String> {
     value
-        .and_then(Value::as_sequence)
+        .and_then(Value::as_array)
         .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
 }
@@ -346,7 +346,7 @@ fn check_packages(report: &Value, hosts: &[&str]) -> Result<()> {
             let value = text(stand_in, &["env", variable]);
             ensure!(value.starts_with("/nix/store/"), "{host}: {variable} is {value:?}, not a store path");
         }
-        let env = stand_in.get("env").and_then(Value::as_mapping).map(|env| env.len()).unwrap_or_default();
+        let env = stand_in.get("env").and_then(Value::as_object).map(|env| env.len()).unwrap_or_default();
         ensure!(env == 1 + interpreter_variable(host).len(), "{host}: its build environment has other variables");
         ensure!(stand_in.get("doCheck").and_then(Value::as_bool) == Some(false), "{host}: doCheck is not false");
         ensure!(text(package, &["meta", "mainProgram"]) == *host, "{host}: meta.mainProgram is not {host}");
@@ -412,7 +412,7 @@ fn check_vm_tests(report: &Value) -> Result<()> {
             let Some(info) = hosts.get(host) else { continue };
             let needs = info
                 .get("needs")
-                .and_then(Value::as_sequence)
+                .and_then(Value::as_array)
                 .and_then(|cases| cases.iter().find(|entry| text(entry, &["name"]) == *case))
                 .and_then(|entry| entry.get("needs"))
                 .with_context(|| format!("{check}: {case} declares no [needs], so the VM test runs it"))?;
@@ -437,8 +437,8 @@ fn json_after(script: &str, marker: &str) -> Result<Value> {
     let start = script.find(marker).with_context(|| format!("no {marker}"))? + marker.len();
     let line = script[start..].lines().next().unwrap_or_default();
     let literal = line.strip_suffix(')').unwrap_or(line);
-    let inner: String = serde_yaml::from_str(literal).context("the JSON string literal")?;
-    serde_yaml::from_str(&inner).context("the JSON")
+    let inner: String = serde_json::from_str(literal).context("the JSON string literal")?;
+    serde_json::from_str(&inner).context("the JSON")
 }
 
 fn check_lint(work: &Workspace, tree: &Path) -> Result<()> {
@@ -473,7 +473,7 @@ fn check_lock_file(work: &Workspace, tree: &Path) -> Result<()> {
     output_of(nix(work).args(["flake", "metadata", "--no-update-lock-file"]).arg(format!("path:{}", tree.display())))
         .context("flake.lock does not match flake.nix's inputs: run `nix flake update` on a networked machine")?;
     let lock_path = tree.join("flake.lock");
-    let lock: Value = serde_yaml::from_str(&std::fs::read_to_string(&lock_path)?).context("flake.lock is not JSON")?;
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(&lock_path)?).context("flake.lock is not JSON")?;
     let url = text(&report(tree)?, &["nixpkgsUrl"]).to_string();
     check_lock(&lock, &url)?;
     Ok(())
@@ -526,12 +526,12 @@ fn check_sources(_: &Workspace, tree: &Path) -> Result<()> {
             .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
             .arg(tree.join("Cargo.toml")),
     )?;
-    let metadata: Value = serde_yaml::from_str(&metadata)?;
+    let metadata: Value = serde_json::from_str(&metadata).context("reading cargo metadata's JSON")?;
     let version = |text: &str| -> Vec<u64> { text.split('.').filter_map(|part| part.parse().ok()).collect() };
     let members = names(metadata.get("workspace_members"));
     let mut declared: Option<Vec<u64>> = None;
     let mut needed = (Vec::new(), String::new());
-    for package in metadata.get("packages").and_then(Value::as_sequence).into_iter().flatten() {
+    for package in metadata.get("packages").and_then(Value::as_array).into_iter().flatten() {
         let rust_version = package.get("rust_version").and_then(Value::as_str);
         if members.iter().any(|member| member == text(package, &["id"])) {
             let name = text(package, &["name"]);
@@ -660,7 +660,7 @@ fn pinned(uses: &str) -> bool {
 }
 
 fn steps(job: &Value) -> Vec<&Value> {
-    job.get("steps").and_then(Value::as_sequence).map(|steps| steps.iter().collect()).unwrap_or_default()
+    job.get("steps").and_then(Value::as_array).map(|steps| steps.iter().collect()).unwrap_or_default()
 }
 
 fn run_of(step: &Value) -> &str {
@@ -671,7 +671,7 @@ fn run_of(step: &Value) -> &str {
 fn matrix_hosts(job: &Value) -> Vec<String> {
     let Some(matrix) = job.get("strategy").and_then(|strategy| strategy.get("matrix")) else { return Vec::new() };
     let mut hosts = names(matrix.get("host"));
-    for entry in matrix.get("include").and_then(Value::as_sequence).into_iter().flatten() {
+    for entry in matrix.get("include").and_then(Value::as_array).into_iter().flatten() {
         hosts.extend(entry.get("host").and_then(Value::as_str).map(str::to_string));
     }
     hosts
@@ -687,16 +687,17 @@ fn check_workflows(workflows: &[(String, String)], hosts: &[&str]) -> Result<()>
     let mut flake_checked = false;
     let mut run_hosts: Vec<String> = Vec::new();
     for (name, text) in workflows {
-        let document: Value = serde_yaml::from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
-        let jobs = document.get("jobs").and_then(Value::as_mapping).with_context(|| format!("{name}: no jobs"))?;
+        // YAML read into JSON's value type: a workflow's keys are strings.
+        let document: Value = serde_norway::from_str(text).with_context(|| format!("{name} is not valid YAML"))?;
+        let jobs = document.get("jobs").and_then(Value::as_object).with_context(|| format!("{name}: no jobs"))?;
         let flake_jobs: Vec<&str> = jobs
             .iter()
             .filter(|(_, job)| steps(job).iter().any(|step| run_of(step).contains("nix flake check")))
-            .filter_map(|(job_name, _)| job_name.as_str())
+            .map(|(job_name, _)| job_name.as_str())
             .collect();
         flake_checked |= !flake_jobs.is_empty();
         for (job_name, job) in jobs {
-            let job_name = job_name.as_str().unwrap_or("?");
+            let job_name = job_name.as_str();
             for step in steps(job) {
                 if let Some(uses) = step.get("uses").and_then(Value::as_str) {
                     ensure!(pinned(uses), "{name}: job {job_name} uses {uses:?}, not pinned by version");
@@ -1000,12 +1001,12 @@ mod tests {
 
     fn lock_with(from: &str, to: &str) -> Value {
         assert!(LOCK.contains(from));
-        serde_yaml::from_str(&LOCK.replace(from, to)).unwrap()
+        serde_json::from_str(&LOCK.replace(from, to)).unwrap()
     }
 
     #[test]
     fn lock_pinning_nixpkgs_passes() {
-        let lock: Value = serde_yaml::from_str(LOCK).unwrap();
+        let lock: Value = serde_json::from_str(LOCK).unwrap();
         assert_eq!(
             check_lock(&lock, URL).unwrap(),
             "NixOS/nixpkgs/nixos-unstable@567a49d1913ce81ac6e9582e3553dd90a955875f"
@@ -1022,7 +1023,7 @@ mod tests {
         .is_err());
         assert!(check_lock(&lock_with("\"ref\": \"nixos-unstable\"", "\"ref\": \"master\""), URL).is_err());
         assert!(check_lock(&lock_with("\"nixpkgs\": \"nixpkgs\"", "\"nixpkgs\": \"other\""), URL).is_err());
-        let lock: Value = serde_yaml::from_str(LOCK).unwrap();
+        let lock: Value = serde_json::from_str(LOCK).unwrap();
         assert!(check_lock(&lock, "github:NixOS/nixpkgs/nixos-25.05").is_err());
     }
 

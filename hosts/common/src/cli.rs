@@ -13,7 +13,7 @@ use h_sandbox::{Limit, Resource};
 pub enum Request {
     Help,
     Version,
-    Run(Options),
+    Run(Box<Options>),
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -31,13 +31,23 @@ pub struct Options {
     /// `--env NAME` (value `None`: taken from the inherited environment) or `--env NAME=VALUE`.
     pub env: Vec<(OsString, Option<OsString>)>,
     pub allow_degraded: bool,
-    pub print_policy: bool,
+    /// `--print-policy` or `--print-policy=json`.
+    pub print_policy: Option<PolicyFormat>,
     /// `-k`: end the sandbox at the first refused call instead of failing the call.
     pub kill_on_deny: bool,
     /// `--tasks N` (or `-r nproc=N`, the same budget): processes and threads of the sandbox.
     pub tasks: Option<Limit>,
     /// `-m SIZE`: the memory budget.
     pub memory: Option<Limit>,
+    /// `--allow-exec PROGRAM` (repeatable): programs the script may run.
+    pub allow_exec: Vec<OsString>,
+}
+
+/// How `--print-policy` prints the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyFormat {
+    Text,
+    Json,
 }
 
 /// A command line that cannot be run; the message is the whole error line after `HOST: `.
@@ -83,6 +93,7 @@ const VALUED: &[(Option<char>, &str)] = &[
     (None, "env"),
     (None, "tasks"),
     (Some('m'), "memory"),
+    (None, "allow-exec"),
 ];
 
 pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, UsageError> {
@@ -114,6 +125,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
             }
             "allow-read" => options.allow_read.push(PathBuf::from(value)),
             "allow-write" => options.allow_write.push(PathBuf::from(value)),
+            "allow-exec" => options.allow_exec.push(value),
             "env" => options.env.push(parse_env(&value)?),
             other => return Err(UsageError(format!("unknown option --{other}"))),
         }
@@ -141,6 +153,15 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 apply_valued(name, value, &mut options)?;
                 continue;
             }
+            if name == "print-policy" {
+                options.print_policy = match inline_value.as_ref().map(|value| value.to_string_lossy()) {
+                    None => Some(PolicyFormat::Text),
+                    Some(format) if format == "text" => Some(PolicyFormat::Text),
+                    Some(format) if format == "json" => Some(PolicyFormat::Json),
+                    Some(other) => return Err(UsageError(format!("--print-policy={other}: expected text or json"))),
+                };
+                continue;
+            }
             if inline_value.is_some() {
                 return Err(UsageError(format!("option --{name} takes no value")));
             }
@@ -150,7 +171,6 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 "allow-localtime" => options.allow_localtime = true,
                 "inherit-rlimits" => options.inherit_rlimits = true,
                 "allow-degraded" => options.allow_degraded = true,
-                "print-policy" => options.print_policy = true,
                 "kill-on-deny" => options.kill_on_deny = true,
                 "help" => wants_help = true,
                 "version" => wants_version = true,
@@ -207,7 +227,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
     options.script = script
         .ok_or_else(|| UsageError("no script given (usage: HOST [OPTIONS] [--] SCRIPT [ARGS...])".to_string()))?;
     options.script_args = arguments.collect();
-    Ok(Request::Run(options))
+    Ok(Request::Run(Box::new(options)))
 }
 
 pub fn help(host: &str, language: &str) -> String {
@@ -226,6 +246,8 @@ options:
   -l, --allow-localtime      read /etc/localtime and the time zone database
       --allow-read PATH      read access beneath PATH (repeatable; PATH must exist)
       --allow-write PATH     read and write access beneath PATH (repeatable; PATH must exist)
+      --allow-exec PROGRAM   the script may run PROGRAM (a name on PATH, or a path): it and the
+                             files that run it become executable; nothing else (repeatable)
   -r, --rlimit RLIMIT=VALUE  set a resource limit (repeatable): RLIMIT is as, core, cpu, data, fsize,
                              locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
                              sigpending or stack; VALUE is a number with optional K/M/G, or inf
@@ -239,7 +261,8 @@ options:
   -k, --kill-on-deny         end the whole sandbox at the first refused call (SIGSYS, 159)
                              instead of failing the call with EPERM
       --allow-degraded       run even if the kernel has no landlock (no filesystem restriction)
-      --print-policy         print the complete policy for this command line and exit
+      --print-policy[=json]  print the complete policy for this command line (as text, or as JSON
+                             for tools) and exit
   -h, --help                 print this help
   -V, --version              print the versions of {host}, the interpreter and the kernel's landlock
 
@@ -267,7 +290,7 @@ mod tests {
 
     fn options(arguments: &[&str]) -> Options {
         match run(arguments) {
-            Ok(Request::Run(options)) => options,
+            Ok(Request::Run(options)) => *options,
             other => panic!("expected a run, got {other:?}"),
         }
     }
@@ -277,7 +300,7 @@ mod tests {
         let parsed = options(&["-s", "game.lua", "-t", "--print-policy"]);
         assert!(parsed.allow_script_dir);
         assert!(!parsed.allow_tmp);
-        assert!(!parsed.print_policy);
+        assert!(parsed.print_policy.is_none());
         assert_eq!(parsed.script, PathBuf::from("game.lua"));
         assert_eq!(parsed.script_args, vec![OsString::from("-t"), OsString::from("--print-policy")]);
     }

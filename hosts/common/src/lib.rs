@@ -3,7 +3,9 @@
 //! [`start`]; every failure before that is one line on stderr and exit status 1.
 
 pub mod cli;
-mod report;
+pub mod json;
+pub mod programs;
+pub mod report;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -42,6 +44,12 @@ pub struct HostProfile {
     /// Address space allowed beyond the memory budget (RLIMIT_AS = memory + this): reservations
     /// that cost no memory (glibc's per-thread arenas, V8's cages).
     pub address_space_beyond_memory: u64,
+    /// The script's processes may execute programs with the host's own program (hsh: bash runs
+    /// commands), so `--allow-exec` needs nothing more.
+    pub runs_programs: bool,
+    /// The host's program with the rules the programs granted by `--allow-exec` need (the
+    /// `HOST-programs` filter), for hosts whose own program starts no process.
+    pub seccomp_with_programs: Option<&'static SeccompProgram>,
     /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
     /// the host's to decide). Checked with every other input, before anything is applied.
     pub refused_variables: &'static [(&'static str, &'static str)],
@@ -69,6 +77,9 @@ impl Started {
         self.rlimits.iter().find(|(set, _)| *set == resource).map(|&(_, limit)| limit)
     }
 }
+
+/// The tasks the default budget grows by when `--allow-exec` grants programs.
+const PROGRAM_TASKS: u64 = 16;
 
 /// The time zone database `-l` grants with `/etc/localtime`.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
@@ -219,6 +230,29 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         );
     }
 
+    let runs_granted_programs = !options.allow_exec.is_empty();
+    let seccomp = match (runs_granted_programs, profile.seccomp_with_programs) {
+        (true, Some(with_programs)) => with_programs,
+        (true, None) if !profile.runs_programs => {
+            fail(host, format!("--allow-exec: {host} has no filter that starts processes"))
+        }
+        _ => profile.seccomp,
+    };
+    let search_path = std::env::var_os("PATH");
+    for name in &options.allow_exec {
+        let program = match programs::resolve(name, search_path.as_deref()) {
+            Ok(program) => program,
+            Err(message) => fail(host, message),
+        };
+        for file in program.files {
+            let why = if file == program.path {
+                format!("--allow-exec {}", program.name)
+            } else {
+                format!("--allow-exec {}: its interpreter or a library", program.name)
+            };
+            add(file, FsAccess::ReadExecute, why);
+        }
+    }
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
     check_rlimits(host, &rlimits);
@@ -228,15 +262,20 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         fs_rules,
         allow_degraded: options.allow_degraded,
         environment: environment(profile, options),
-        seccomp: profile.seccomp,
-        tasks: options.tasks.unwrap_or(Limit::Value(profile.tasks)),
+        seccomp,
+        // Granted programs are processes of the run: room for them unless --tasks says otherwise.
+        tasks: options.tasks.unwrap_or(Limit::Value(if runs_granted_programs {
+            profile.tasks + PROGRAM_TASKS
+        } else {
+            profile.tasks
+        })),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
-        run_budget: profile.creates_processes.then_some(budget),
+        run_budget: (profile.creates_processes || runs_granted_programs).then_some(budget),
         visible_arguments: std::iter::once(options.script.clone().into_os_string())
             .chain(options.script_args.iter().cloned())
             .collect(),
     };
-    if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && !options.print_policy {
+    if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && options.print_policy.is_none() {
         fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");
     }
     let started = Started {
@@ -286,12 +325,16 @@ pub fn start(profile: &HostProfile) -> Started {
             println!("{}", version(profile));
             exit(0)
         }
-        Request::Run(options) => options,
+        Request::Run(options) => *options,
     };
     let (policy, started) = build_policy(profile, &options);
     h_sandbox::timing::mark("policy");
-    if options.print_policy {
-        print!("{}", report::render(profile, &options, &policy, &started));
+    if let Some(format) = options.print_policy {
+        let report = report::PolicyReport::new(profile, &options, &policy, &started);
+        match format {
+            cli::PolicyFormat::Text => print!("{}", report.text()),
+            cli::PolicyFormat::Json => print!("{}", report.json().render()),
+        }
         let _ = std::io::stdout().flush();
         exit(0)
     }

@@ -11,6 +11,12 @@ use mlua::{Lua, LuaOptions, MultiValue, StdLib, Value};
 #[rustfmt::skip]
 mod seccomp;
 
+/// The same with the rules of programs granted by `--allow-exec` (filters/programs.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_programs_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_programs_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_programs;
+
 const MIB: u64 = 1 << 20;
 
 /// The memory budget (`-m`): `data`, and Lua's own heap limit a little below it, so that a memory
@@ -62,6 +68,8 @@ static PROFILE: HostProfile = HostProfile {
     refused_variables: &[],
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: false,
+    seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
@@ -106,20 +114,33 @@ fn main() -> ExitCode {
 /// are already mapped (libc's `system`, say).
 const NO_NATIVE_CODE: &str = "hlua loads no native code (package.loadlib and C modules are disabled)";
 
+/// As Lua itself does when it is built without dynamic libraries: `package.loadlib` returns
+/// `nil, message, "absent"`, and the C searchers still search `package.cpath` (so `require`
+/// lists where it looked) but raise an error instead of loading a file they find.
+const FORBID_NATIVE_CODE: &str = r#"
+local message = ...
+local searchpath = package.searchpath
+package.loadlib = function() return nil, message, "absent" end
+local function refuse(name, file)
+  error(("error loading module '%s' from file '%s':\n\t%s"):format(name, file, message), 3)
+end
+package.searchers[3] = function(name)
+  local file, missing = searchpath(name, package.cpath)
+  if not file then return missing end
+  refuse(name, file)
+end
+package.searchers[4] = function(name)
+  local root = name:match("^([^.]+)%.")
+  if not root then return nil end
+  local file, missing = searchpath(root, package.cpath)
+  if not file then return missing end
+  refuse(name, file)
+end
+"#;
+
 fn forbid_native_code(lua: &Lua) -> mlua::Result<()> {
+    lua.load(FORBID_NATIVE_CODE).set_name("=hlua").call::<()>(NO_NATIVE_CODE)?;
     let package: mlua::Table = lua.globals().get("package")?;
-    // A Lua function, so that the error is an ordinary one raised at the caller's line.
-    let refuse: mlua::Function = lua
-        .load("local message = ... return function() error(message, 2) end")
-        .set_name("=hlua")
-        .call(NO_NATIVE_CODE)?;
-    package.set("loadlib", refuse)?;
-    // Searchers 3 and 4 load C modules: the first now says why instead, so `require` of a
-    // missing module gives that reason among its others.
-    let searchers: mlua::Table = package.get("searchers")?;
-    let explain = lua.create_function(|_, _: MultiValue| Ok(format!("\n\t{NO_NATIVE_CODE}")))?;
-    searchers.raw_set(3, explain)?;
-    searchers.raw_set(4, mlua::Value::Nil)?;
     package.set("cpath", "")?;
     Ok(())
 }

@@ -17,6 +17,12 @@ use h_sandbox::{FsAccess, Limit, Resource};
 #[rustfmt::skip]
 mod seccomp;
 
+/// The same with the rules of programs granted by `--allow-exec` (filters/programs.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_programs_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_programs_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_programs;
+
 /// node's path and version, resolved by build.rs.
 mod node {
     include!(concat!(env!("OUT_DIR"), "/node.rs"));
@@ -68,6 +74,7 @@ type Entry = (&'static str, FsAccess, &'static str);
 const DEVICES: &[Entry] = &[
     ("/dev/null", FsAccess::ReadWrite, "reading nothing, and discarding output"),
     ("/dev/urandom", FsAccess::Read, "randomness for scripts that read it as a file"),
+    ("/proc/sys/kernel/hostname", FsAccess::Read, "os.hostname() (uname already tells it)"),
 ];
 
 fn interpreter_version() -> String {
@@ -84,6 +91,8 @@ static PROFILE: HostProfile = HostProfile {
     seccomp: &seccomp::PROGRAM,
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: false,
+    seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
     refused_variables: REFUSED_VARIABLES,

@@ -19,6 +19,12 @@ use pyo3::ffi;
 #[rustfmt::skip]
 mod seccomp;
 
+/// The same with the rules of programs granted by `--allow-exec` (filters/programs.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_programs_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_programs_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_programs;
+
 /// The interpreter's files, resolved by build.rs from the Python executable (`H_PYTHON`).
 mod resolved {
     include!(concat!(env!("OUT_DIR"), "/runtime_files.rs"));
@@ -92,6 +98,8 @@ static PROFILE: HostProfile = HostProfile {
     refused_variables: &[],
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: false,
+    seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };

@@ -80,6 +80,8 @@ static PROFILE: HostProfile = HostProfile {
     refused_variables: &[],
     tasks: TASKS,
     memory: MEMORY,
+    runs_programs: true,
+    seccomp_with_programs: None,
     creates_processes: true,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };

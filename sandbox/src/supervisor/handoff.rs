@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::sys;
 
-/// The host's end of the handoff socket (`HANDOFF_FD` in `xtask/src/constants.rs`). It is closed
+/// The host's end of the handoff socket (`HANDOFF_FD` in `filter/src/constants.rs`). It is closed
 /// before `h_sandbox::exec` opens the interpreter at the same number.
 pub const HANDOFF_FD: RawFd = 3;
 

@@ -1,7 +1,15 @@
 # Runs one module of CPython's `test` package and reports every test on stderr, one line each,
 # so that `cargo xtask compat` can count them (written by h's xtask; not part of CPython).
 #
-#   python3.11 -I -S cpython_driver.py test_json
+#   python3.11 -I -S cpython_driver.py test_json [--skip FILE | --only FILE]
+#
+# FILE has one test id a line. --skip names tests an earlier run of the module already reported:
+# the xtask runs a module again from the next test when a run ended before its last one (a crash,
+# or the per-test time limit below), so one hung or crashing test does not take the rest with it.
+# --only runs the named tests alone (the xtask's second look at a failure with no refusal of its
+# own: a host reports each refused call once per run).
+# Each test gets PER_TEST seconds; then faulthandler (a C thread, invisible to `threading`)
+# prints "Timeout (...)!" with every thread's traceback and ends the process.
 #
 # Lines (tab-separated, each starting with "@@compat"):
 #   @@compat  start  TEST_ID
@@ -11,6 +19,7 @@
 # They go to a duplicate of descriptor 2 taken at start, the descriptor on which a host reports a
 # refused call, so a refusal line lands between the start and end of the test that caused it.
 # The wrappers below only record: they call the original function with the same arguments.
+import faulthandler
 import os
 import sys
 import traceback
@@ -18,6 +27,7 @@ import unittest
 
 REPORT = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
 CURRENT = ["(module)"]
+PER_TEST = 60
 
 
 def emit(*fields):
@@ -58,8 +68,29 @@ def install_recorders():
 
 
 def short(err):
+    """The exception's last line (for a loader's ImportError, whose message is a whole traceback:
+    its first and last lines), and where it was raised: `... @ FILE:LINE in FUNCTION: CODE`."""
     lines = traceback.format_exception_only(err[0], err[1])
-    return (lines[-1] if lines else repr(err[1])).strip()[:300]
+    text = "".join(lines).strip() or repr(err[1])
+    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    where = ""
+    if len(parts) > 1:
+        # A traceback inside the message: its innermost frame is where it happened.
+        frames = [at for at, line in enumerate(parts) if line.startswith('File "')]
+        if frames:
+            at = frames[-1]
+            code = parts[at + 1] if at + 1 < len(parts) - 1 else ""
+            where = parts[at].replace('File "', "").replace('", line ', ":").replace(", in ", " in ")
+            where = os.path.basename(where) + ": " + code
+        text = parts[0] + " | " + parts[-1]
+    elif len(err) > 2 and err[2] is not None:
+        frames = traceback.extract_tb(err[2])
+        if frames:
+            frame = frames[-1]
+            where = "%s:%s in %s: %s" % (os.path.basename(frame.filename), frame.lineno, frame.name, frame.line or "")
+    if where:
+        text = text[:300] + " @ " + where[:200]
+    return text[:520]
 
 
 class Result(unittest.TestResult):
@@ -68,6 +99,7 @@ class Result(unittest.TestResult):
         CURRENT[0] = test.id()
         self.outcome = None
         emit("start", test.id())
+        faulthandler.dump_traceback_later(PER_TEST, exit=True, file=REPORT)
 
     def _set(self, status, detail=""):
         if self.outcome is None or self.outcome[0] == "pass":
@@ -113,16 +145,30 @@ class Result(unittest.TestResult):
             emit("end", status, str(test), short(err))
 
     def stopTest(self, test):
+        faulthandler.cancel_dump_traceback_later()
         super().stopTest(test)
         status, detail = self.outcome or ("error", "no outcome")
         emit("end", status, test.id(), detail)
         CURRENT[0] = "(module)"
 
 
+def flatten(suite):
+    for test in suite:
+        if isinstance(test, unittest.TestSuite):
+            yield from flatten(test)
+        else:
+            yield test
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: cpython_driver.py TEST_MODULE")
+    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] not in ("--skip", "--only")):
+        sys.exit("usage: cpython_driver.py TEST_MODULE [--skip FILE | --only FILE]")
     module = sys.argv[1]
+    mode, ids = None, set()
+    if len(sys.argv) == 4:
+        mode = sys.argv[2]
+        with open(sys.argv[3], encoding="utf-8") as lines:
+            ids = {line.strip() for line in lines if line.strip()}
     install_recorders()
     from test import support
 
@@ -134,6 +180,10 @@ def main():
         emit("end", "error", module + " (import)", repr(error)[:300])
         emit("done")
         return
+    if mode is not None:
+        # A flat suite keeps unittest's class and module fixtures (it tracks the previous class).
+        keep = (lambda test: test.id() not in ids) if mode == "--skip" else (lambda test: test.id() in ids)
+        suite = unittest.TestSuite(test for test in flatten(suite) if keep(test))
     suite.run(Result())
     emit("done")
 

@@ -155,7 +155,7 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
                     .arg(path.display().to_string())
                     .env("NODE_TEST_DIR", scratch.display().to_string())
             } else {
-                job.args(host_options(&test, &scratch)).arg("--").arg(path.display().to_string())
+                job.args(host_options(source_root, &scratch)).arg("--").arg(path.display().to_string())
             };
             jobs.push(job);
         }
@@ -198,13 +198,14 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
         }
         hosted.insert(file.clone(), item);
     }
-    let options = host_options(&test, Path::new("SCRATCH")).join(" ").replace(&test.display().to_string(), "TEST");
+    let options =
+        host_options(source_root, Path::new("SCRATCH")).join(" ").replace(&source_root.display().to_string(), "SRC");
     Ok(Comparison {
         title: format!("node `test/parallel` sample ({suite_version}, {} files)", files.len()),
         host: host.name.clone(),
         unit: "test files",
-        bare_command: "cd TEST/.. && NODE_TEST_DIR=SCRATCH node [// Flags: of the file] TEST/parallel/FILE".to_string(),
-        host_command: format!("cd TEST/.. && {} {options} -- TEST/parallel/FILE", host.name),
+        bare_command: "cd SRC && NODE_TEST_DIR=SCRATCH node [// Flags: of the file] SRC/test/parallel/FILE".to_string(),
+        host_command: format!("cd SRC && {} {options} -- SRC/test/parallel/FILE", host.name),
         bare,
         hosted,
         notes: vec![format!(
@@ -222,11 +223,12 @@ pub fn run(ctx: &Context, host: &Host) -> Result<Comparison> {
     })
 }
 
-/// `-s -t -l`, the limits, the suite's own test directory readable (common/, fixtures/), and the
+/// `-s -t -l`, the limits, the source root readable (the tests' current directory, as
+/// tools/test.py runs them; it holds only test/common, test/fixtures and test/parallel), and the
 /// file's scratch directory writable (node's harness puts its tmpdir in NODE_TEST_DIR).
-fn host_options(test: &Path, scratch: &Path) -> Vec<String> {
+fn host_options(source_root: &Path, scratch: &Path) -> Vec<String> {
     let mut options = super::common_options();
-    options.extend(["--allow-read".to_string(), test.display().to_string()]);
+    options.extend(["--allow-read".to_string(), source_root.display().to_string()]);
     options.extend(["--allow-write".to_string(), scratch.display().to_string()]);
     options.extend(["--env".to_string(), format!("NODE_TEST_DIR={}", scratch.display())]);
     options

@@ -1,9 +1,12 @@
 //! The named constants a filter may use in argument conditions, per architecture.
 //! Values are the kernel's UAPI; where x86_64 and aarch64 differ, both are listed.
 
-use anyhow::{bail, Result};
+use crate::Arch;
 
-use crate::filters::Arch;
+/// A name a filter uses that is not in the table.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown constant {0} (add it to filter/src/constants.rs)")]
+pub struct UnknownConstant(pub String);
 
 /// (name, x86_64 value, aarch64 value)
 const CONSTANTS: &[(&str, u64, u64)] = &[
@@ -186,12 +189,33 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("NULL", 0, 0),
 ];
 
-pub fn lookup(name: &str, arch: Arch) -> Result<u64> {
+/// The value of constant `name` on `arch`.
+pub fn lookup(name: &str, arch: Arch) -> Result<u64, UnknownConstant> {
     match CONSTANTS.iter().find(|(known, _, _)| *known == name) {
         Some(&(_, x86_64, aarch64)) => Ok(match arch {
             Arch::X86_64 => x86_64,
             Arch::Aarch64 => aarch64,
         }),
-        None => bail!("unknown constant {name} (add it to xtask/src/constants.rs)"),
+        None => Err(UnknownConstant(name.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_follow_the_architecture() {
+        assert_eq!(lookup("O_DIRECTORY", Arch::X86_64), Ok(0o200000));
+        assert_eq!(lookup("O_DIRECTORY", Arch::Aarch64), Ok(0o40000));
+        assert_eq!(lookup("AT_FDCWD", Arch::X86_64), Ok((-100i64) as u64));
+        assert_eq!(lookup("O_DIRECTROY", Arch::X86_64), Err(UnknownConstant("O_DIRECTROY".to_string())));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (position, (name, _, _)) in CONSTANTS.iter().enumerate() {
+            assert!(!CONSTANTS[..position].iter().any(|(other, _, _)| other == name), "{name} listed twice");
+        }
     }
 }
