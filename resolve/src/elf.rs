@@ -153,6 +153,11 @@ fn elf_kind(path: &Path) -> Option<(bool, u16)> {
     Some((parsed.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64, parsed.e_machine))
 }
 
+/// Whether the file at `path` is an ELF file (of any class or machine).
+pub fn is_elf(path: &Path) -> bool {
+    elf_kind(path).is_some()
+}
+
 impl Object {
     fn load(path: PathBuf, names: Vec<String>, loader: Option<usize>, root: bool) -> Result<Object, ResolveError> {
         let canonical = std::fs::canonicalize(&path).map_err(read_error(&path))?;

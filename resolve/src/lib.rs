@@ -10,7 +10,7 @@ mod elf;
 pub mod python;
 
 pub use elf::{
-    default_library_dirs, elf_closure, elf_closure_with, loaded_objects_with, program_interpreter, store_dir,
+    default_library_dirs, elf_closure, elf_closure_with, is_elf, loaded_objects_with, program_interpreter, store_dir,
     store_only_requested, LoadedObject, Search,
 };
 
@@ -252,7 +252,11 @@ mod tests {
     #[test]
     fn the_list_reads_back() {
         let files = vec![
-            RuntimeFile { path: PathBuf::from("/usr/bin/bash"), access: Access::ReadExecute, why: "bash itself".into() },
+            RuntimeFile {
+                path: PathBuf::from("/usr/bin/bash"),
+                access: Access::ReadExecute,
+                why: "bash itself".into(),
+            },
             RuntimeFile { path: PathBuf::from("/usr/lib/python3.11"), access: Access::Read, why: "a\tb".into() },
         ];
         assert_eq!(parse_list(&render_list(&files)).unwrap(), files);

@@ -11,9 +11,6 @@ pub struct HostSpec {
     /// of its standard library and so needs the dynamic loader (its ELF closure goes into the
     /// guest instead).
     pub static_build: bool,
-    /// The bare interpreter of the control runs, as the host's `tests/cases.rs` names it; a word
-    /// `$NAME` is the value the host's build script gave `NAME` (`cargo:rustc-env`).
-    pub control: &'static [&'static str],
     /// Build values substituted in the cases' expectations: `(VARIABLE, NAME)` for
     /// `cargo:rustc-env=NAME=...`, as the host's `tests/cases.rs` passes them.
     pub vars: &'static [(&'static str, &'static str)],
@@ -30,15 +27,26 @@ pub struct HostSpec {
 pub const LOADLIB_TARGET: &str = "/lib/x86_64-linux-gnu/libz.so.1";
 
 /// Files and programs of this machine the guest holds for the cases (each with its ELF closure
-/// when it is a program): attack targets, and programs that cases run outside the sandbox.
-/// busybox provides the rest (its applets are linked in `/bin`).
-pub const GUEST_FILES: &[&str] = &[LOADLIB_TARGET, "/usr/bin/python3"];
+/// when it is a program): attack targets, programs that cases run outside the sandbox, and the
+/// programs the `--allow-exec` cases grant one and withhold another of. busybox provides the rest
+/// (its applets are linked in `/bin`, after `/usr/bin` on the case PATH), but every applet is
+/// the one file `/bin/busybox`: granting its `cat` would grant its `ls` too.
+pub const GUEST_FILES: &[&str] = &[
+    LOADLIB_TARGET,
+    "/usr/bin/python3",
+    "/usr/bin/sh",
+    "/usr/bin/cat",
+    "/usr/bin/ls",
+    "/usr/bin/env",
+    "/usr/bin/find",
+    "/usr/bin/id",
+    "/usr/bin/script",
+];
 
 pub const HOSTS: &[HostSpec] = &[
     HostSpec {
         name: "hlua",
         static_build: true,
-        control: &["lua5.4"],
         vars: &[],
         left_out: &[],
         degraded_holds: &["attacks/exec", "attacks/popen", "attacks/environment", "attacks/loadlib"],
@@ -46,7 +54,6 @@ pub const HOSTS: &[HostSpec] = &[
     HostSpec {
         name: "hsh",
         static_build: true,
-        control: &["bash", "--norc", "--noprofile"],
         vars: &[],
         left_out: &[],
         // /dev/tcp and /dev/udp: seccomp denies socket (issue 6), with or without landlock.
@@ -55,7 +62,6 @@ pub const HOSTS: &[HostSpec] = &[
     HostSpec {
         name: "hpython",
         static_build: false,
-        control: &["$H_PYTHON_EXECUTABLE", "-I", "-S"],
         vars: &[("$LIBPYTHON", "H_LIBPYTHON")],
         // The standard library's own test suites, its GUI (no _tkinter is installed), the
         // build's static library and third-party packages (hpython runs without site).
@@ -74,14 +80,7 @@ pub const HOSTS: &[HostSpec] = &[
         ],
         degraded_holds: &["attacks/environment"],
     },
-    HostSpec {
-        name: "hnode",
-        static_build: true,
-        control: &["node"],
-        vars: &[],
-        left_out: &[],
-        degraded_holds: &["attacks/environment"],
-    },
+    HostSpec { name: "hnode", static_build: true, vars: &[], left_out: &[], degraded_holds: &["attacks/environment"] },
 ];
 
 #[cfg(test)]

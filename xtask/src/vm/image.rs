@@ -4,15 +4,16 @@
 //! It holds `/init`, busybox (static, with its applets linked in `/bin`), the runner, and for each
 //! host its binary in `/bin`, every file and directory of its landlock table at the same path
 //! (directories without the host's `left_out` entries), the ELF closure of every program and
-//! library among them by the paths the loader opens (symlinks kept, found by `h-resolve`), its
-//! control interpreter with its closure, and its `cases/` and `attacks/` under `/cases/HOST`.
+//! library among them by the paths the loader opens (symlinks kept, found by `h-resolve`), and
+//! its `cases/` and `attacks/` under `/cases/HOST`; then the programs and files of
+//! [`GUEST_FILES`] the cases use outside the sandbox.
 //! The image is checked to hold every path of every table as the same kind of file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use h_resolve::{loaded_objects_with, Search};
+use h_resolve::{is_elf, loaded_objects_with, Search};
 
 use super::binaries::{require_static, Binaries, Built};
 use super::cpio::{name_of, Cpio, DIRECTORY, REGULAR};
@@ -45,13 +46,6 @@ echo "H-VM-EXIT $?"
 /bin/busybox poweroff -f
 "#;
 
-/// Whether `path` is an ELF file.
-fn is_elf(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic)).is_ok()
-        && magic == *b"\x7fELF"
-}
-
 /// The ELF files beneath `dir`, without the `left_out` names.
 fn elf_files(dir: &Path, left_out: &[&str], found: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -83,23 +77,6 @@ fn mirror_closure(cpio: &mut Cpio, programs: &[PathBuf], outside: Option<&Path>)
     Ok(())
 }
 
-/// `program` as found on the case PATH, unless it is a path already.
-fn find_program(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Some(PathBuf::from(program));
-    }
-    std::env::split_paths(h_testkit::CASE_PATH).map(|dir| dir.join(program)).find(|path| path.is_file())
-}
-
-/// The control command of `host` with `$NAME` words replaced by its build's values.
-fn control_of(host: &Built) -> Result<Vec<String>> {
-    let word = |word: &&str| match word.strip_prefix('$') {
-        Some(name) => host.env.get(name).cloned().with_context(|| format!("{}'s build set no {name}", host.spec.name)),
-        None => Ok(word.to_string()),
-    };
-    host.spec.control.iter().map(word).collect()
-}
-
 fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
     let name = host.spec.name;
     let binary = PathBuf::from("/bin").join(name);
@@ -123,12 +100,6 @@ fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
     }
     mirror_closure(cpio, &programs, Some(&host.binary)).with_context(|| format!("{name}'s ELF closure"))?;
 
-    let control = control_of(host)?;
-    let interpreter = control.first().and_then(|program| find_program(program)).with_context(|| {
-        format!("{name}'s control interpreter {control:?} is not installed (cargo xtask test installs it)")
-    })?;
-    mirror_closure(cpio, &[interpreter], None).with_context(|| format!("{name}'s control interpreter"))?;
-
     for file in &host.table {
         let want = if file.path.is_dir() { DIRECTORY } else { REGULAR };
         if cpio.kind(&name_of(&file.path)) != Some(want) {
@@ -151,14 +122,16 @@ fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
         name: name.to_string(),
         binary,
         cases,
-        control,
         vars: vars.collect::<Result<_>>()?,
         degraded_holds: host.spec.degraded_holds.iter().map(|case| case.to_string()).collect(),
     })
 }
 
 /// busybox and its applets in `/bin` (the programs cases run outside the sandbox: `sleep`,
-/// `grep`, `awk`, ...), except names the image has already.
+/// `grep`, `awk`, ...), except names the image has already. Where the image has the program in
+/// `/usr/bin` (bash, dash as `sh`, coreutils' `cat`), `/bin/NAME` links to it, as on a
+/// merged-`/usr` system: a program granted by its `PATH` name is then also the one a host runs
+/// by `/bin/NAME` (hlua's `io.popen` runs `/bin/sh`).
 fn add_busybox(cpio: &mut Cpio) -> Result<()> {
     let busybox = Path::new("/bin/busybox");
     require_static(busybox).context("busybox must be the static one (Debian package busybox-static)")?;
@@ -166,7 +139,13 @@ fn add_busybox(cpio: &mut Cpio) -> Result<()> {
     let list = Command::new(busybox).arg("--list").output().context("busybox --list")?;
     for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
         let name = format!("bin/{applet}");
-        if !applet.is_empty() && !applet.contains('/') && cpio.kind(&name).is_none() {
+        if applet.is_empty() || applet.contains('/') || cpio.kind(&name).is_some() {
+            continue;
+        }
+        let merged = Path::new("/usr/bin").join(applet);
+        if cpio.kind(&name_of(&merged)).is_some() {
+            cpio.symlink(&name, &merged)?;
+        } else {
             cpio.symlink(&name, Path::new("busybox"))?;
         }
     }

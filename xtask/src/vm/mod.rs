@@ -7,7 +7,7 @@
 //!    with their landlock tables as their build scripts resolved them;
 //! 3. writes one initramfs from those tables ([`image`], newc cpio by [`cpio`]): busybox, the
 //!    hosts, every file their tables grant and the ELF closures by the paths the loader opens,
-//!    the control interpreters, the cases, and the guest's configuration ([`protocol`]);
+//!    the programs the cases use, the cases, and the guest's configuration ([`protocol`]);
 //! 4. boots it under QEMU with software emulation and reads the serial console ([`qemu`]).
 //!
 //! Inside the guest, `/init` runs `xtask vm-test --guest CONFIG` as root ([`guest`]): the

@@ -34,8 +34,6 @@ pub struct GuestHost {
     pub binary: PathBuf,
     /// The host's crate directory in the guest (its `cases/` and `attacks/`).
     pub cases: PathBuf,
-    /// The bare interpreter of the control runs.
-    pub control: Vec<String>,
     /// Build values substituted in the cases' expectations (`$LIBPYTHON`).
     pub vars: Vec<(String, String)>,
     /// Cases (`FOLDER/NAME`) that must run, and pass, without landlock (`--allow-degraded`).
