@@ -168,8 +168,12 @@ pub fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<
     }
     for file in GUEST_FILES {
         let path = Path::new(file);
+        // A directory a host's table brought in whole is there already.
+        let present = cpio.kind(&name_of(path)).is_some();
         cpio.mirror(path).with_context(|| format!("the cases need {file} in the guest"))?;
-        if is_elf(path) {
+        if path.is_dir() && !present {
+            cpio.tree(&name_of(path), path, &[])?;
+        } else if is_elf(path) {
             mirror_closure(&mut cpio, &[path.to_path_buf()], None)?;
         }
     }
