@@ -200,7 +200,7 @@ pub(super) fn mutations(work: &Workspace) -> Result<usize> {
         let content = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         ensure!(
             content.contains(mutation.from),
-            "mutation '{}': {} no longer contains {:?}; update xtask/src/nixcheck.rs",
+            "mutation '{}': {} no longer contains {:?}; update xtask/src/nixcheck/mutations.rs",
             mutation.what,
             mutation.file,
             mutation.from

@@ -243,7 +243,12 @@ fn enforced_features(abi: u32, policy: &str, problems: &mut Vec<String>) -> Vec<
     }
     if abi < 4 {
         // Without landlock's TCP rules the network is closed by seccomp alone.
-        if policy.lines().any(|line| line.trim_start().starts_with("allow socket")) {
+        // socket(2) itself; socketpair makes no endpoint anyone outside could reach.
+        let allows_socket = |line: &str| {
+            let mut words = line.split_whitespace();
+            words.next() == Some("allow") && words.next() == Some("socket")
+        };
+        if policy.lines().any(allows_socket) {
             problems.push(format!("ABI {abi} has no TCP rules, and seccomp allows socket"));
         }
         tags.push("(no tcp: seccomp allows no socket)".to_string());
@@ -274,6 +279,21 @@ mod tests {
         let mut problems = Vec::new();
         enforced_features(2, POLICY, &mut problems);
         assert!(problems.len() >= 4, "{problems:?}");
+    }
+
+    /// Without landlock's TCP rules seccomp must allow no socket(2); a socketpair is no network.
+    #[test]
+    fn only_socket_itself_opens_the_network() {
+        let abi2 = "  landlock ABI 2\n    [x] filesystem (ABI 1)\n    [x] refer (ABI 2)\n    \
+                    [ ] network: TCP bind and connect (ABI 4)\n";
+        let socket_problems = |rules: &str| {
+            let mut problems = Vec::new();
+            enforced_features(2, &format!("{abi2}{rules}"), &mut problems);
+            problems.iter().filter(|problem| problem.contains("seccomp allows socket")).count()
+        };
+        assert_eq!(socket_problems("  allow socketpair if arg0 (domain) is one of AF_UNIX=0x1\n"), 0);
+        assert_eq!(socket_problems("  errno 13 socket if arg0 (domain) is one of AF_UNIX=0x1\n"), 0);
+        assert_eq!(socket_problems("  allow socket if arg0 (domain) is one of AF_INET=0x2\n"), 1);
     }
 
     #[test]

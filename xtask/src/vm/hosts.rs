@@ -31,11 +31,11 @@ pub const LOADLIB_TARGET: &str = "/lib/x86_64-linux-gnu/libz.so.1";
 /// programs the `--allow-exec` cases grant one and withhold another of. busybox provides the rest
 /// (its applets are linked in `/bin`, after `/usr/bin` on the case PATH), but every applet is
 /// the one file `/bin/busybox`: granting its `cat` would grant its `ls` too. A directory goes in
-/// whole: the time zone database `--allow-localtime` grants.
+/// whole (the time zone database `--allow-localtime` grants), before any symlink into it.
 pub const GUEST_FILES: &[&str] = &[
     LOADLIB_TARGET,
-    "/etc/localtime",
     "/usr/share/zoneinfo",
+    "/etc/localtime",
     "/usr/bin/python3",
     "/usr/bin/sh",
     "/usr/bin/cat",
