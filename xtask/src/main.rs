@@ -5,7 +5,7 @@
 //! - `run HOST ARGS...`    build HOST (release) and run it with ARGS
 //! - `test`                everything CI runs: packages, codegen check, verification, all tests
 //! - `bench`               startup overhead of each host against its bare interpreter
-//! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
+//! - `vm-test [--kernel V]... [--jobs N] [--filter TEXT]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 //! - `compat [HOST[=BINARY]...]` third-party test suites bare and under each host (docs/compat.md; long)
 
 mod bench;
