@@ -48,6 +48,10 @@ pub struct Needs {
     pub landlock_abi: Option<u32>,
     /// The oldest kernel (`MAJOR.MINOR`) whose behaviour the case relies on.
     pub kernel: Option<String>,
+    /// The case relies on timing that only a machine running at its own speed gives (not QEMU's
+    /// software emulation, where everything besides the script is ten times slower too).
+    #[serde(default)]
+    pub no_emulation: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,8 @@ pub struct Machine {
     pub kernel_release: String,
     /// Where programs are looked for.
     pub path: Vec<PathBuf>,
+    /// The machine is emulated in software (the QEMU guest of `cargo xtask vm-test` says so).
+    pub emulated: bool,
 }
 
 /// The landlock ABI of the running kernel, asked with the raw syscall (independently of the
@@ -45,6 +47,7 @@ impl Machine {
             landlock_abi: landlock_abi(),
             kernel_release: release.trim().to_string(),
             path: std::env::split_paths(CASE_PATH).collect(),
+            emulated: false,
         }
     }
 
@@ -69,6 +72,9 @@ impl Needs {
             if !kernel_at_least(&machine.kernel_release, minimum) {
                 return Some(format!("needs linux {minimum}, this kernel is {}", machine.kernel_release));
             }
+        }
+        if self.no_emulation && machine.emulated {
+            return Some("needs a machine that is not emulated in software".to_string());
         }
         if let Some(program) = self.programs.iter().find(|program| !machine.has_program(program)) {
             return Some(format!("needs {program} on {CASE_PATH}"));
@@ -115,7 +121,12 @@ mod tests {
     use super::*;
 
     fn machine(abi: Option<u32>, release: &str) -> Machine {
-        Machine { landlock_abi: abi, kernel_release: release.to_string(), path: vec![PathBuf::from("/bin")] }
+        Machine {
+            landlock_abi: abi,
+            kernel_release: release.to_string(),
+            path: vec![PathBuf::from("/bin")],
+            emulated: false,
+        }
     }
 
     #[test]
@@ -143,5 +154,8 @@ mod tests {
         assert_eq!(any.unmet(&new), None);
         let neither = Needs { any_file: vec!["/no/such/h".into()], ..Needs::default() };
         assert!(neither.unmet(&new).is_some());
+        let native = Needs { no_emulation: true, ..Needs::default() };
+        assert_eq!(native.unmet(&new), None);
+        assert!(native.unmet(&Machine { emulated: true, ..new }).is_some_and(|why| why.contains("emulated")));
     }
 }

@@ -77,7 +77,8 @@ fn run(arguments: &[String], reporter: &mut Reporter) -> Result<()> {
     let parameter = |name: &str| cmdline.split_whitespace().find_map(|word| word.strip_prefix(name));
     let expected = parameter("h_vm_abi=").context("no h_vm_abi= on the kernel command line")?;
     let arguments = Arguments { filter: parameter("h_vm_filter=").map(str::to_string), skip: Vec::new() };
-    let machine = Machine::measure();
+    // QEMU runs the guest with software emulation (`-accel tcg`).
+    let machine = Machine { emulated: true, ..Machine::measure() };
     let abi = landlock_abi();
     let abi_text = abi.map_or_else(|| "none".to_string(), |abi| abi.to_string());
     reporter.send(&Message::Kernel { release: machine.kernel_release.clone(), abi });
