@@ -163,6 +163,12 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("AF_UNIX", 1, 1),
     ("AF_INET", 2, 2),
     ("AF_INET6", 10, 10),
+    // socket types and the flags socket()/socketpair() accept in the type argument
+    ("SOCK_STREAM", 1, 1),
+    ("SOCK_NONBLOCK", 0x800, 0x800),
+    ("SOCK_CLOEXEC", 0x80000, 0x80000),
+    // SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC: the socket glibc's nscd client opens
+    ("SOCK_NSCD_PROBE", 0x80801, 0x80801),
     // errno values for tamper rules
     ("EPERM", 1, 1),
     ("EACCES", 13, 13),

@@ -92,12 +92,13 @@ fn verify_report(root: &Path) -> Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: cargo xtask codegen [--check] | verify | nix-check | run HOST ARGS... | test | \
+bench [--breakdown] [HOST...] | vm-test [KERNEL...] | compat [HOST...] | help";
+
 fn main() -> Result<()> {
     let root = project_root();
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let Some(command) = arguments.first() else {
-        bail!("usage: cargo xtask codegen [--check] | verify | run HOST ARGS... | test | bench | vm-test | compat [HOST...]");
-    };
+    let Some(command) = arguments.first() else { bail!("{USAGE}") };
     match command.as_str() {
         "codegen" => codegen(&root, arguments.iter().any(|arg| arg == "--check")),
         "verify" => verify_report(&root),
@@ -134,6 +135,10 @@ fn main() -> Result<()> {
         }
         "vm-test" => vm::run(&root, &arguments[1..]),
         "compat" => compat::run(&root, &arguments[1..]),
-        other => bail!("unknown xtask command {other}"),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other}; {USAGE}"),
     }
 }

@@ -3,6 +3,7 @@
 //! [`start`]; every failure before that is one line on stderr and exit status 1.
 
 pub mod cli;
+mod error;
 pub mod json;
 pub mod programs;
 pub mod report;
@@ -15,6 +16,7 @@ use std::process::exit;
 use h_sandbox::{FsAccess, FsRule, Limit, OnRefusal, Policy, Resource, SeccompProgram};
 
 pub use cli::{Options, Request};
+pub use error::StartError;
 
 /// What a host is, as data: everything its policy is built from.
 pub struct HostProfile {
@@ -90,11 +92,8 @@ pub fn fail(host: &str, message: impl std::fmt::Display) -> ! {
     exit(1)
 }
 
-fn canonical_existing(host: &str, what: &str, path: &Path) -> PathBuf {
-    match std::fs::canonicalize(path) {
-        Ok(path) => path,
-        Err(error) => fail(host, format!("{what} {}: {error}", path.display())),
-    }
+fn canonical_existing(what: &'static str, path: &Path) -> Result<PathBuf, StartError> {
+    std::fs::canonicalize(path).map_err(|error| StartError::Path { what, path: path.to_path_buf(), error })
 }
 
 /// The limits to set: the profile's defaults (or none with `-R`), the memory budget mapped onto
@@ -144,7 +143,7 @@ fn run_budget(limits: &[(Resource, Limit)]) -> h_sandbox::RunBudget {
     h_sandbox::RunBudget { cpu_seconds: value(Resource::Cpu), memory_bytes: value(Resource::Data) }
 }
 
-fn check_rlimits(host: &str, limits: &[(Resource, Limit)]) {
+fn check_rlimits(limits: &[(Resource, Limit)]) -> Result<(), StartError> {
     // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
     for &(resource, limit) in limits {
@@ -155,44 +154,49 @@ fn check_rlimits(host: &str, limits: &[(Resource, Limit)]) {
             (Limit::Value(wanted), Limit::Value(hard)) => wanted > hard,
         };
         if above && !is_root {
-            fail(host, format!("rlimit {}={limit} is above the inherited hard limit {hard}", resource.name()));
+            return Err(StartError::Limit { resource: resource.name(), wanted: limit, hard });
         }
     }
+    Ok(())
 }
 
-fn environment(profile: &HostProfile, options: &Options) -> Vec<(OsString, OsString)> {
-    let host = profile.name;
+fn environment(profile: &HostProfile, options: &Options) -> Result<Vec<(OsString, OsString)>, StartError> {
     let mut variables: Vec<(OsString, OsString)> = Vec::new();
     for (name, value) in &options.env {
         if let Some((refused, why)) = profile.refused_variables.iter().find(|(refused, _)| name.as_os_str() == *refused)
         {
-            fail(host, format!("--env {refused} is refused: {why}"));
+            return Err(StartError::Environment(format!("--env {refused} is refused: {why}")));
         }
         let value = match value {
             Some(value) => value.clone(),
             None => match std::env::var_os(name) {
                 Some(value) => value,
-                None => fail(host, format!("--env {}: the variable is not set", name.to_string_lossy())),
+                None => {
+                    let message = format!("--env {}: the variable is not set", name.to_string_lossy());
+                    return Err(StartError::Environment(message));
+                }
             },
         };
         variables.retain(|(existing, _)| existing != name);
         variables.push((name.clone(), value));
     }
-    variables
+    Ok(variables)
 }
 
-/// Checks every input and builds the policy; exits 1 on the first problem.
-pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Started) {
+/// Checks every input and builds the policy; the first problem is the error, and nothing has
+/// been applied yet.
+pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy, Started), StartError> {
     let host = profile.name;
-    let script_path = canonical_existing(host, "cannot access script", &options.script);
+    let script_path = canonical_existing("cannot access script", &options.script)?;
     match std::fs::File::open(&script_path).and_then(|file| file.metadata()) {
         Ok(metadata) if metadata.is_file() => {}
-        Ok(_) => fail(host, format!("script {} is not a regular file", options.script.display())),
-        Err(error) => fail(host, format!("cannot read script {}: {error}", options.script.display())),
+        Ok(_) => return Err(StartError::Script(format!("script {} is not a regular file", options.script.display()))),
+        Err(error) => {
+            return Err(StartError::Script(format!("cannot read script {}: {error}", options.script.display())))
+        }
     }
-    let script_dir = match script_path.parent() {
-        Some(parent) => parent.to_path_buf(),
-        None => fail(host, format!("script {} has no directory", script_path.display())),
+    let Some(script_dir) = script_path.parent().map(Path::to_path_buf) else {
+        return Err(StartError::Script(format!("script {} has no directory", script_path.display())));
     };
 
     let mut fs_rules = Vec::new();
@@ -203,28 +207,24 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
         add(script_path.clone(), FsAccess::Read, "the script".to_string());
     }
     for &(path, access, why) in profile.runtime_files.iter().chain(profile.devices) {
-        add(canonical_existing(host, "runtime file missing:", Path::new(path)), access, why.to_string());
+        add(canonical_existing("runtime file missing:", Path::new(path))?, access, why.to_string());
     }
     if options.allow_tmp {
-        add(canonical_existing(host, "cannot access", Path::new("/tmp")), FsAccess::ReadWrite, "-t".to_string());
+        add(canonical_existing("cannot access", Path::new("/tmp"))?, FsAccess::ReadWrite, "-t".to_string());
     }
     if options.allow_localtime {
-        add(canonical_existing(host, "cannot access", Path::new("/etc/localtime")), FsAccess::Read, "-l".to_string());
+        add(canonical_existing("cannot access", Path::new("/etc/localtime"))?, FsAccess::Read, "-l".to_string());
         // The zone database too (zoneinfo, Intl, TZ=...), where the system has one.
         if let Ok(zoneinfo) = std::fs::canonicalize(ZONEINFO) {
             add(zoneinfo, FsAccess::Read, "-l: the time zone database".to_string());
         }
     }
     for path in &options.allow_read {
-        add(
-            canonical_existing(host, "cannot access --allow-read path", path),
-            FsAccess::Read,
-            "--allow-read".to_string(),
-        );
+        add(canonical_existing("cannot access --allow-read path", path)?, FsAccess::Read, "--allow-read".to_string());
     }
     for path in &options.allow_write {
         add(
-            canonical_existing(host, "cannot access --allow-write path", path),
+            canonical_existing("cannot access --allow-write path", path)?,
             FsAccess::ReadWrite,
             "--allow-write".to_string(),
         );
@@ -234,16 +234,13 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
     let seccomp = match (runs_granted_programs, profile.seccomp_with_programs) {
         (true, Some(with_programs)) => with_programs,
         (true, None) if !profile.runs_programs => {
-            fail(host, format!("--allow-exec: {host} has no filter that starts processes"))
+            return Err(StartError::Programs(format!("--allow-exec: {host} has no filter that starts processes")))
         }
         _ => profile.seccomp,
     };
     let search_path = std::env::var_os("PATH");
     for name in &options.allow_exec {
-        let program = match programs::resolve(name, search_path.as_deref()) {
-            Ok(program) => program,
-            Err(message) => fail(host, message),
-        };
+        let program = programs::resolve(name, search_path.as_deref()).map_err(StartError::Programs)?;
         for file in program.files {
             let why = if file == program.path {
                 format!("--allow-exec {}", program.name)
@@ -255,13 +252,13 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
     }
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
-    check_rlimits(host, &rlimits);
+    check_rlimits(&rlimits)?;
     let policy = Policy {
         host,
         rlimits,
         fs_rules,
         allow_degraded: options.allow_degraded,
-        environment: environment(profile, options),
+        environment: environment(profile, options)?,
         seccomp,
         // Granted programs are processes of the run: room for them unless --tasks says otherwise.
         tasks: options.tasks.unwrap_or(Limit::Value(if runs_granted_programs {
@@ -276,7 +273,9 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
             .collect(),
     };
     if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && options.print_policy.is_none() {
-        fail(host, "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)");
+        return Err(StartError::Degraded(
+            "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)",
+        ));
     }
     let started = Started {
         script: options.script.clone(),
@@ -290,7 +289,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> (Policy, Starte
             _ => None,
         }),
     };
-    (policy, started)
+    Ok((policy, started))
 }
 
 /// `--version`: host, interpreter, and the running kernel's landlock ABI.
@@ -308,17 +307,21 @@ pub fn version(profile: &HostProfile) -> String {
     )
 }
 
-/// Parses the command line and applies the sandbox; returns only when the script may run.
+/// Parses the command line and applies the sandbox; returns only when the script may run. Every
+/// error of every stage ends here: one line and exit status 1.
 pub fn start(profile: &HostProfile) -> Started {
     h_sandbox::timing::mark("main");
-    let host = profile.name;
-    let request = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(request) => request,
-        Err(error) => fail(host, error.0),
-    };
+    match prepare(profile) {
+        Ok(started) => started,
+        Err(error) => fail(profile.name, error),
+    }
+}
+
+fn prepare(profile: &HostProfile) -> Result<Started, StartError> {
+    let request = cli::parse(std::env::args_os().skip(1)).map_err(|error| StartError::Usage(error.0))?;
     let options = match request {
         Request::Help => {
-            print!("{}", cli::help(host, profile.language));
+            print!("{}", cli::help(profile.name, profile.language));
             exit(0)
         }
         Request::Version => {
@@ -327,7 +330,7 @@ pub fn start(profile: &HostProfile) -> Started {
         }
         Request::Run(options) => *options,
     };
-    let (policy, started) = build_policy(profile, &options);
+    let (policy, started) = build_policy(profile, &options)?;
     h_sandbox::timing::mark("policy");
     if let Some(format) = options.print_policy {
         let report = report::PolicyReport::new(profile, &options, &policy, &started);
@@ -338,8 +341,6 @@ pub fn start(profile: &HostProfile) -> Started {
         let _ = std::io::stdout().flush();
         exit(0)
     }
-    if let Err(error) = h_sandbox::apply(&policy) {
-        fail(host, error)
-    }
-    started
+    h_sandbox::apply(&policy)?;
+    Ok(started)
 }

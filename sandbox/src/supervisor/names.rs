@@ -132,6 +132,17 @@ const CLONE_FLAGS: &[(u64, &str)] = &[
     (0x40000000, "CLONE_NEWNET"),
 ];
 
+/// The kind of socket is the low four bits of socket()'s `type`; the flags above them.
+const SOCKET_KINDS: &[(u64, &str)] = &[
+    (1, "SOCK_STREAM"),
+    (2, "SOCK_DGRAM"),
+    (3, "SOCK_RAW"),
+    (4, "SOCK_RDM"),
+    (5, "SOCK_SEQPACKET"),
+    (10, "SOCK_PACKET"),
+];
+const SOCKET_FLAGS: &[(u64, &str)] = &[(0x800, "SOCK_NONBLOCK"), (0x80000, "SOCK_CLOEXEC")];
+
 const PROTECTIONS: &[(u64, &str)] = &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")];
 
 const MAP_FLAGS: &[(u64, &str)] = &[
@@ -172,11 +183,21 @@ fn bits(table: &[(u64, &str)], value: u64, low_byte_is_signal: bool) -> String {
     parts.join("|")
 }
 
+/// `SOCK_DGRAM|SOCK_CLOEXEC` for socket()'s and socketpair()'s `type`.
+fn socket_type(value: u64) -> String {
+    let kind = exact(SOCKET_KINDS, value & 0xf).unwrap_or_else(|| format!("{:#x}", value & 0xf));
+    match value & !0xf {
+        0 => kind,
+        flags => format!("{kind}|{}", bits(SOCKET_FLAGS, flags, false)),
+    }
+}
+
 /// The value of argument `name` of `syscall` as the report prints it.
 pub(crate) fn describe(syscall: &str, name: &str, value: u64) -> String {
     let named = match (syscall, name) {
         ("clone", "flags") => Some(bits(CLONE_FLAGS, value, true)),
         ("mmap", "flags") => Some(bits(MAP_FLAGS, value, false)),
+        ("socket" | "socketpair", "type") => Some(socket_type(value)),
         (_, "prot") => Some(bits(PROTECTIONS, value, false)),
         (_, "domain" | "family") => exact(ADDRESS_FAMILIES, value),
         (_, "request") => exact(IOCTLS, value),
@@ -203,5 +224,8 @@ mod tests {
         assert_eq!(describe("mmap", "flags", 0x22), "MAP_PRIVATE|MAP_ANONYMOUS");
         assert_eq!(describe("clock_gettime", "clockid", 0xffff_ffff_ffff_ffe2), "0xffffffffffffffe2");
         assert_eq!(describe("kill", "pid", 1), "1");
+        assert_eq!(describe("socketpair", "type", 0x80002), "SOCK_DGRAM|SOCK_CLOEXEC");
+        assert_eq!(describe("socket", "type", 0x80801), "SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC");
+        assert_eq!(describe("socket", "type", 0x4_0005), "SOCK_SEQPACKET|0x40000");
     }
 }

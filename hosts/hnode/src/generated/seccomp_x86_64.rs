@@ -884,7 +884,7 @@ static RULES: [RuleDescription; 108] = [
         action: RuleAction::Allow,
         conditions: &["arg0 (fd) is one of HANDOFF_FD=0x3"],
         arguments: &[(0, "fd")],
-        why: "every host: the launcher hands the notification listener to the supervisor over its handoff socket (HANDOFF_FD, SCM_RIGHTS) and closes it; afterwards that number can only be a socketpair of the script's own (hpython's asyncio), whose other end is in the sandbox too",
+        why: "every host: the launcher hands the notification listener to the supervisor over its handoff socket (HANDOFF_FD, SCM_RIGHTS) and closes it; afterwards that number can only be a stream socket of the script's own (no host may create any other kind), on which sendmsg reaches only the other end of its pair, inside the sandbox too",
     },
     RuleDescription {
         syscall: "execveat",
