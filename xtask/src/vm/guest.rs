@@ -9,8 +9,8 @@
 //!
 //! - the landlock ABI measured here equals the matrix's, and `HOST --version` reports it;
 //! - `--print-policy` marks exactly the features of that ABI enforced; ABI < 4 lists TCP as not
-//!   enforced (and seccomp allows no socket); ABI >= 6 lists the signal and abstract-socket
-//!   scopes as enforced;
+//!   enforced (and seccomp allows no socket but AF_UNIX ones); ABI >= 6 lists the signal and
+//!   abstract-socket scopes as enforced;
 //! - without landlock: the host refuses to run without `--allow-degraded` (exit 1, stderr names
 //!   landlock, the script does not run), `--allow-degraded --print-policy` says NOT ENFORCED, and
 //!   every case runs with `--allow-degraded`; the host's `degraded_holds` cases must run and pass.
@@ -207,6 +207,20 @@ fn host_checks(host: &GuestHost, abi: Option<u32>, user: &User, reporter: &mut R
     Ok(tags)
 }
 
+/// Whether a rule line of `--print-policy` allows socket(2) for a family other than AF_UNIX (a
+/// socketpair, or a unix socket, reaches no network).
+fn allows_network_socket(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix("allow socket") else { return false };
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return false;
+    }
+    let unix_only = rest
+        .trim_start()
+        .strip_prefix("if arg0 (domain) is one of AF_UNIX=0x1")
+        .is_some_and(|tail| tail.is_empty() || tail.starts_with(" and "));
+    !unix_only
+}
+
 /// The features `--print-policy` marks enforced, checked against `abi`: each `[x]`/`[ ]` line
 /// ends in `(ABI N)` and is marked exactly when `abi >= N`.
 fn enforced_features(abi: u32, policy: &str, problems: &mut Vec<String>) -> Vec<String> {
@@ -244,15 +258,10 @@ fn enforced_features(abi: u32, policy: &str, problems: &mut Vec<String>) -> Vec<
     }
     if abi < 4 {
         // Without landlock's TCP rules the network is closed by seccomp alone.
-        // socket(2) itself; socketpair makes no endpoint anyone outside could reach.
-        let allows_socket = |line: &str| {
-            let mut words = line.split_whitespace();
-            words.next() == Some("allow") && words.next() == Some("socket")
-        };
-        if policy.lines().any(allows_socket) {
-            problems.push(format!("ABI {abi} has no TCP rules, and seccomp allows socket"));
+        if policy.lines().any(allows_network_socket) {
+            problems.push(format!("ABI {abi} has no TCP rules, and seccomp allows socket beyond AF_UNIX"));
         }
-        tags.push("(no tcp: seccomp allows no socket)".to_string());
+        tags.push("(no tcp: seccomp allows no network socket)".to_string());
     }
     tags
 }
@@ -282,7 +291,8 @@ mod tests {
         assert!(problems.len() >= 4, "{problems:?}");
     }
 
-    /// Without landlock's TCP rules seccomp must allow no socket(2); a socketpair is no network.
+    /// Without landlock's TCP rules seccomp must allow no socket(2) but AF_UNIX ones; a
+    /// socketpair is no network.
     #[test]
     fn only_socket_itself_opens_the_network() {
         let abi2 = "  landlock ABI 2\n    [x] filesystem (ABI 1)\n    [x] refer (ABI 2)\n    \
@@ -295,6 +305,11 @@ mod tests {
         assert_eq!(socket_problems("  allow socketpair if arg0 (domain) is one of AF_UNIX=0x1\n"), 0);
         assert_eq!(socket_problems("  errno 13 socket if arg0 (domain) is one of AF_UNIX=0x1\n"), 0);
         assert_eq!(socket_problems("  allow socket if arg0 (domain) is one of AF_INET=0x2\n"), 1);
+        let unix = "  allow socket if arg0 (domain) is one of AF_UNIX=0x1 and arg1 (type) has no bit outside \
+                    SOCK_STREAM=0x1|SOCK_CLOEXEC=0x80000\n";
+        assert_eq!(socket_problems(unix), 0);
+        assert_eq!(socket_problems("  allow socket if arg0 (domain) is one of AF_UNIX=0x1, AF_INET=0x2\n"), 1);
+        assert_eq!(socket_problems("  allow socket\n"), 1);
     }
 
     #[test]
