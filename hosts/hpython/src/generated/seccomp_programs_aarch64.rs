@@ -1053,7 +1053,7 @@ static INSTRUCTIONS: [SockFilter; 1039] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1038: return ALLOW (setgid)
 ];
 
-static RULES: [RuleDescription; 201] = [
+static RULES: [RuleDescription; 202] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -2460,5 +2460,12 @@ static RULES: [RuleDescription; 201] = [
         conditions: &["arg1 (request) is one of FIOCLEX=0x5451, FIONCLEX=0x5450"],
         arguments: &[(1, "request")],
         why: "programs (python3, through os.set_inheritable) toggle close-on-exec with FIOCLEX/FIONCLEX: a flag of the caller's own descriptor table",
+    },
+    RuleDescription {
+        syscall: "fstatfs",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "programs ask the file system of a descriptor they hold (fstatfs); statfs on paths stays refused",
     },
 ];

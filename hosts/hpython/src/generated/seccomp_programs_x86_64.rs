@@ -1150,7 +1150,7 @@ static INSTRUCTIONS: [SockFilter; 1136] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1135: return ALLOW (setgid)
 ];
 
-static RULES: [RuleDescription; 224] = [
+static RULES: [RuleDescription; 225] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -2718,5 +2718,12 @@ static RULES: [RuleDescription; 224] = [
         conditions: &["arg1 (request) is one of FIOCLEX=0x5451, FIONCLEX=0x5450"],
         arguments: &[(1, "request")],
         why: "programs (python3, through os.set_inheritable) toggle close-on-exec with FIOCLEX/FIONCLEX: a flag of the caller's own descriptor table",
+    },
+    RuleDescription {
+        syscall: "fstatfs",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "programs ask the file system of a descriptor they hold (fstatfs); statfs on paths stays refused",
     },
 ];
