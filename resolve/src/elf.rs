@@ -153,6 +153,11 @@ fn elf_kind(path: &Path) -> Option<(bool, u16)> {
     Some((parsed.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64, parsed.e_machine))
 }
 
+/// Whether the file at `path` is an ELF file (of any class or machine).
+pub fn is_elf(path: &Path) -> bool {
+    elf_kind(path).is_some()
+}
+
 impl Object {
     fn load(path: PathBuf, names: Vec<String>, loader: Option<usize>, root: bool) -> Result<Object, ResolveError> {
         let canonical = std::fs::canonicalize(&path).map_err(read_error(&path))?;
@@ -187,6 +192,8 @@ struct Namespace<'a> {
     search: &'a Search,
     objects: Vec<Object>,
     queue: VecDeque<usize>,
+    /// Every path an object was opened by, with the file it is.
+    opened: Vec<LoadedObject>,
 }
 
 impl Namespace<'_> {
@@ -201,6 +208,10 @@ impl Namespace<'_> {
     /// Adds `path` (asked for as `name` by `loader`) unless the same file is loaded already.
     fn add(&mut self, path: PathBuf, name: &str, loader: Option<usize>, root: bool) -> Result<usize, ResolveError> {
         let canonical = std::fs::canonicalize(&path).map_err(read_error(&path))?;
+        let loaded = LoadedObject { path: path.clone(), canonical: canonical.clone() };
+        if !self.opened.contains(&loaded) {
+            self.opened.push(loaded);
+        }
         if let Some(index) = self.objects.iter().position(|object| object.canonical == canonical) {
             self.objects[index].names.push(name.to_string());
             return Ok(index);
@@ -286,22 +297,49 @@ impl Namespace<'_> {
     }
 }
 
-/// The ELF closure of `objects` under `search`: the objects, their program interpreters and
-/// every `DT_NEEDED` library, recursively, as the loader finds them (see the module's
-/// documentation). The first object is the program; the others are loaded into its namespace
-/// in order, as `dlopen` would. Returned canonical, sorted, without duplicates.
-pub fn elf_closure_with(search: &Search, objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
-    let mut namespace = Namespace { search, objects: Vec::new(), queue: VecDeque::new() };
+/// An object the loader maps: the path it opens it by (the program interpreter's `PT_INTERP`,
+/// a search directory joined with a `DT_NEEDED` name, or a path asked for), and the file that is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LoadedObject {
+    pub path: PathBuf,
+    pub canonical: PathBuf,
+}
+
+/// The objects of [`elf_closure_with`] by every path the loader opens them by: what a copy of
+/// the programs on another root filesystem must hold at those paths (symlinks included) for the
+/// loader to find them there. Sorted, without duplicates.
+pub fn loaded_objects_with(search: &Search, objects: &[PathBuf]) -> Result<Vec<LoadedObject>, ResolveError> {
+    let mut namespace = Namespace { search, objects: Vec::new(), queue: VecDeque::new(), opened: Vec::new() };
     for object in objects {
         let name = object.to_string_lossy().into_owned();
         namespace.add(object.clone(), &name, None, true)?;
         // Interpreter first, then the breadth-first walk of everything this object brings.
         namespace.run()?;
     }
-    let mut paths: Vec<PathBuf> = namespace.objects.into_iter().map(|object| object.canonical).collect();
+    let mut opened = namespace.opened;
+    opened.sort();
+    opened.dedup();
+    Ok(opened)
+}
+
+/// The ELF closure of `objects` under `search`: the objects, their program interpreters and
+/// every `DT_NEEDED` library, recursively, as the loader finds them (see the module's
+/// documentation). The first object is the program; the others are loaded into its namespace
+/// in order, as `dlopen` would. Returned canonical, sorted, without duplicates.
+pub fn elf_closure_with(search: &Search, objects: &[PathBuf]) -> Result<Vec<PathBuf>, ResolveError> {
+    let mut paths: Vec<PathBuf> =
+        loaded_objects_with(search, objects)?.into_iter().map(|object| object.canonical).collect();
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// The program interpreter (`PT_INTERP`) an ELF file asks the kernel for: `None` for a static
+/// executable.
+pub fn program_interpreter(path: &Path) -> Result<Option<String>, ResolveError> {
+    let bytes = std::fs::read(path).map_err(read_error(path))?;
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(|error| parse_error(path, error))?;
+    Ok(elf.interpreter.map(str::to_string))
 }
 
 /// [`elf_closure_with`] under [`Search::from_env`]: store mode when `H_STORE_ONLY` is set.

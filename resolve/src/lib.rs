@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 mod elf;
 pub mod python;
 
-pub use elf::{default_library_dirs, elf_closure, elf_closure_with, store_dir, store_only_requested, Search};
+pub use elf::{
+    default_library_dirs, elf_closure, elf_closure_with, is_elf, loaded_objects_with, program_interpreter, store_dir,
+    store_only_requested, LoadedObject, Search,
+};
 
 /// Access a runtime file gets, by the name of `h_sandbox::FsAccess`'s variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,6 +26,14 @@ impl Access {
         match self {
             Access::Read => "Read",
             Access::ReadExecute => "ReadExecute",
+        }
+    }
+
+    fn from_variant(name: &str) -> Option<Access> {
+        match name {
+            "Read" => Some(Access::Read),
+            "ReadExecute" => Some(Access::ReadExecute),
+            _ => None,
         }
     }
 }
@@ -125,7 +136,31 @@ pub fn render_table(files: &[RuntimeFile]) -> String {
     out
 }
 
-/// For a `build.rs`: check, render and write the table to `$OUT_DIR/runtime_files.rs`, and make
+/// The file beside `runtime_files.rs` in a host's `OUT_DIR` that lists the same table for tools
+/// (`cargo xtask vm-test` builds the guest from it): one `ACCESS<TAB>PATH<TAB>WHY` line per file.
+pub const TABLE_LIST: &str = "runtime_files.tsv";
+
+/// The table as [`TABLE_LIST`] holds it.
+pub fn render_list(files: &[RuntimeFile]) -> String {
+    files.iter().map(|file| format!("{}\t{}\t{}\n", file.access.variant(), file.path.display(), file.why)).collect()
+}
+
+/// Reads what [`render_list`] wrote.
+pub fn parse_list(text: &str) -> Result<Vec<RuntimeFile>, String> {
+    let mut files = Vec::new();
+    for line in text.lines().filter(|line| !line.is_empty()) {
+        let mut fields = line.splitn(3, '\t');
+        let (Some(access), Some(path), Some(why)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(format!("not ACCESS<TAB>PATH<TAB>WHY: {line:?}"));
+        };
+        let access = Access::from_variant(access).ok_or_else(|| format!("unknown access {access:?} in {line:?}"))?;
+        files.push(RuntimeFile { path: PathBuf::from(path), access, why: why.to_string() });
+    }
+    Ok(files)
+}
+
+/// For a `build.rs`: check, render and write the table to `$OUT_DIR/runtime_files.rs` (and
+/// [`TABLE_LIST`] beside it), and make
 /// cargo rerun when any listed environment variable or file changes. Panics (failing the build)
 /// on an empty table or a store violation: a host is never built without its table.
 pub fn write_for_build(files: &[RuntimeFile], env_vars: &[&str]) {
@@ -137,9 +172,11 @@ pub fn write_for_build(files: &[RuntimeFile], env_vars: &[&str]) {
         panic!("h-resolve: {error}");
     }
     let out_dir = std::env::var_os("OUT_DIR").map(PathBuf::from).unwrap_or_else(|| panic!("OUT_DIR is not set"));
-    let target = out_dir.join("runtime_files.rs");
-    if let Err(error) = std::fs::write(&target, render_table(files)) {
-        panic!("h-resolve: cannot write {}: {error}", target.display());
+    for (name, contents) in [("runtime_files.rs", render_table(files)), (TABLE_LIST, render_list(files))] {
+        let target = out_dir.join(name);
+        if let Err(error) = std::fs::write(&target, contents) {
+            panic!("h-resolve: cannot write {}: {error}", target.display());
+        }
     }
 }
 
@@ -210,6 +247,32 @@ mod tests {
         assert!(closure.iter().any(|path| path.to_string_lossy().contains("ld-linux")), "{closure:?}");
         assert!(closure.iter().any(|path| path.to_string_lossy().contains("libc.so")), "{closure:?}");
         assert!(closure.iter().all(|path| path.is_absolute()));
+    }
+
+    #[test]
+    fn the_list_reads_back() {
+        let files = vec![
+            RuntimeFile {
+                path: PathBuf::from("/usr/bin/bash"),
+                access: Access::ReadExecute,
+                why: "bash itself".into(),
+            },
+            RuntimeFile { path: PathBuf::from("/usr/lib/python3.11"), access: Access::Read, why: "a\tb".into() },
+        ];
+        assert_eq!(parse_list(&render_list(&files)).unwrap(), files);
+        assert!(parse_list("Write\t/x\ty\n").is_err());
+        assert!(parse_list("Read /x\n").is_err());
+    }
+
+    #[test]
+    fn loaded_objects_name_the_loader_by_its_interpreter_path() {
+        let loaded = loaded_objects_with(&Search::host(), &[PathBuf::from("/usr/bin/bash")]).unwrap();
+        let interpreter = program_interpreter(Path::new("/usr/bin/bash")).unwrap().unwrap();
+        assert!(loaded.iter().any(|object| object.path == Path::new(&interpreter)), "{loaded:?}");
+        assert!(loaded.iter().all(|object| object.canonical.is_absolute() && object.canonical.is_file()));
+        let me = std::env::current_exe().unwrap();
+        assert!(program_interpreter(&me).is_ok());
+        assert!(program_interpreter(Path::new("/etc/hostname")).is_err());
     }
 
     #[test]

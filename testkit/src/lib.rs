@@ -7,24 +7,24 @@
 //! show that the attack works without the sandbox. A case may run through a caller script
 //! (`caller`), on a fresh pseudo-terminal (`terminal`, with keys typed by `send`), and again
 //! with `--kill-on-deny` (`[kill_on_deny]`).
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//!
+//! [`Runner`] is the runner itself: `cargo xtask test` drives it through [`run_suite`] (every
+//! case runs, on a machine that provides what they need), the QEMU guest of `cargo xtask vm-test`
+//! with its own binaries and users, skipping what a case's `[needs]` says the guest lacks.
 
 mod case;
+mod machine;
 mod outcome;
+mod runner;
 mod terminal;
 mod work;
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-pub use case::{kernel_at_least, Case, Expect, Needs, Typed};
+pub use case::{Case, Expect, Needs, Typed};
+pub use machine::{kernel_at_least, landlock_abi, Machine, CASE_PATH};
 pub use outcome::{execute, judge, signal_number, status_problems, Outcome};
+pub use runner::{Run, Runner, Tally, Verdict};
 pub use terminal::execute_on_terminal;
-use work::{prepare_work, substitute, users, RunAs, Scratch};
+pub use work::{local_users, User, TEST_USER};
 
 /// A host's test suite.
 pub struct Suite<'a> {
@@ -69,149 +69,32 @@ impl Arguments {
     }
 }
 
-/// How one run of a case starts: the sandbox (the host with `extra` options before the case's),
-/// or the control (the bare interpreter).
-enum Mode<'a> {
-    Sandboxed { extra: &'a [String] },
-    Control,
-}
-
-struct Runner<'a> {
-    suite: &'a Suite<'a>,
-    binary: PathBuf,
-    scratch: Scratch,
-}
-
-impl Runner<'_> {
-    /// The program and leading arguments that run the script (`$HOST` of a caller script).
-    fn interpreter(&self, mode: &Mode, case: &Case, work: &Path) -> Vec<String> {
-        match mode {
-            Mode::Sandboxed { extra } => {
-                let mut words = vec![self.binary.to_string_lossy().into_owned()];
-                words.extend(extra.iter().cloned());
-                words.extend(case.options.iter().map(|option| substitute(option, work)));
-                words
-            }
-            Mode::Control => self.suite.control.iter().map(|word| word.to_string()).collect(),
-        }
-    }
-
-    fn run(&self, mode: Mode, name: &str, case_dir: &Path, case: &Case, who: RunAs) -> (Outcome, PathBuf) {
-        let work = prepare_work(&self.scratch, name, case_dir, case, who);
-        let interpreter = self.interpreter(&mode, case, &work);
-        let mut command = match &case.caller {
-            Some(caller) => {
-                let mut command = Command::new("bash");
-                command.arg(caller).args(case.script_args.iter().map(|arg| substitute(arg, &work)));
-                command.env("HOST", interpreter.join(" "));
-                command.env("SANDBOXED", if matches!(mode, Mode::Control) { "0" } else { "1" });
-                command
-            }
-            None => {
-                let mut command = Command::new(&interpreter[0]);
-                command.args(&interpreter[1..]).arg(&case.script);
-                command.args(case.script_args.iter().map(|arg| substitute(arg, &work)));
-                command
-            }
-        };
-        command.current_dir(work.join("case"));
-        command.env("PATH", "/usr/local/bin:/usr/bin:/bin");
-        command.env("HOME", work.join("home"));
-        command.env("WORK", &work);
-        for (variable, value) in &case.env {
-            command.env(variable, substitute(value, &work));
-        }
-        if who.uid != 0 || who.label == "user" {
-            command.uid(who.uid).gid(who.gid);
-        }
-        let timeout = Duration::from_secs(case.timeout);
-        let outcome = if case.terminal {
-            execute_on_terminal(command, &case.send, timeout)
-        } else {
-            // A fresh process group: the case cannot reach the terminal of whoever runs the tests.
-            command.process_group(0);
-            let stdout_file = case.stdout_to_file.then(|| work.join("stdout.txt"));
-            execute(command, case.stdin.as_deref(), stdout_file.as_deref(), timeout)
-        };
-        (outcome, work)
-    }
-}
-
-/// Runs every case of the suite and prints one line per run and a closing count.
-/// Returns the number of failures.
+/// Runs every case of the suite and prints one line per run and a closing count
+/// (`N passed, N failed`). Returns the number of failures.
 pub fn run_suite(suite: &Suite) -> usize {
-    let Arguments { filter, skip } = Arguments::parse(std::env::args().skip(1));
-    let scratch = Scratch::new(suite.host);
-    let bin_dir = scratch.root.join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    let binary = bin_dir.join(suite.host);
-    std::fs::copy(suite.binary, &binary).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let runner = Runner { suite, binary, scratch };
-    let everyone = users();
-
-    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
-    for folder in suite.folders {
-        let is_attack_folder = *folder == "attacks";
-        let folder_path = Path::new(suite.manifest_dir).join(folder);
-        let mut cases: Vec<PathBuf> = match std::fs::read_dir(&folder_path) {
-            Ok(entries) => entries.map(|entry| entry.unwrap().path()).filter(|path| path.is_dir()).collect(),
-            Err(_) => continue,
-        };
-        cases.sort();
-        for case_dir in cases {
-            let name = format!("{}/{folder}/{}", suite.host, case_dir.file_name().unwrap().to_string_lossy());
-            if filter.as_ref().is_some_and(|filter| !name.contains(filter.as_str())) {
-                continue;
-            }
-            if let Some((_, reason)) = skip.iter().find(|(skipped, _)| *skipped == name) {
-                println!("skip {name}: {reason}");
-                skipped += 1;
-                continue;
-            }
-            let case = Case::load(&case_dir, suite.vars).unwrap_or_else(|error| panic!("{error}"));
-            if is_attack_folder && case.control.is_none() {
-                println!("FAIL {name}: an attack case needs a [control] run showing the attack works unsandboxed");
-                failed += 1;
-                continue;
-            }
-            for &who in &everyone {
-                if case.users.as_ref().is_some_and(|users| !users.iter().any(|user| user == who.label)) {
-                    continue;
-                }
-                let mut problems = Vec::new();
-                let slug = format!("{}-{}", name.replace('/', "_"), who.label);
-                if let Some(control) = &case.control {
-                    let (outcome, work) = runner.run(Mode::Control, &format!("{slug}-control"), &case_dir, &case, who);
-                    problems.extend(judge(control, &outcome, &work).into_iter().map(|p| format!("control: {p}")));
-                }
-                let (outcome, work) = runner.run(Mode::Sandboxed { extra: &[] }, &slug, &case_dir, &case, who);
-                problems.extend(judge(&case.expect, &outcome, &work));
-                if let Some(expect) = &case.kill_on_deny {
-                    let extra = ["--kill-on-deny".to_string()];
-                    let (outcome, work) =
-                        runner.run(Mode::Sandboxed { extra: &extra }, &format!("{slug}-k"), &case_dir, &case, who);
-                    problems.extend(judge(expect, &outcome, &work).into_iter().map(|p| format!("with -k: {p}")));
-                }
-                if problems.is_empty() {
-                    println!("ok   {name} ({})", who.label);
-                    passed += 1;
-                } else {
-                    println!("FAIL {name} ({}): {}", who.label, case.about);
-                    for problem in problems {
-                        println!("       {problem}");
-                    }
-                    failed += 1;
-                }
-            }
+    let arguments = Arguments::parse(std::env::args().skip(1));
+    let runner = local_users()
+        .and_then(|users| {
+            let control = suite.control.iter().map(|word| word.to_string()).collect();
+            Runner::new(suite.host, std::path::Path::new(suite.binary), Some(control), users)
+        })
+        .and_then(Runner::with_binary_copy);
+    let runner = match runner {
+        Ok(runner) => {
+            runner.with_vars(suite.vars.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect())
         }
-    }
-    if skipped > 0 {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
-    } else {
-        println!("{passed} passed, {failed} failed");
-    }
-    failed
+        Err(error) => {
+            println!("FAIL {}: cannot set up the runner: {error}", suite.host);
+            return 1;
+        }
+    };
+    let mut tally = Tally::default();
+    runner.run_folders(std::path::Path::new(suite.manifest_dir), suite.folders, &arguments, &mut |run| {
+        println!("{run}");
+        tally.add(&run.verdict);
+    });
+    println!("{tally}");
+    tally.failed
 }
 
 /// The `main` of a host's `tests/cases.rs`.

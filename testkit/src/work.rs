@@ -1,21 +1,35 @@
 //! Who runs a case, and the fresh work directory each run gets.
 
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::case::Case;
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RunAs {
-    pub(crate) label: &'static str,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
+/// A user a case runs as: `root` or `user` (the label a case's `users` names), and its ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub label: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
-const TEST_USER: &str = "h-test";
+impl User {
+    pub fn root() -> User {
+        User { label: "root".to_string(), uid: 0, gid: 0 }
+    }
 
-fn unprivileged_user() -> RunAs {
+    /// The unprivileged user of the runs.
+    pub fn unprivileged(uid: u32, gid: u32) -> User {
+        User { label: "user".to_string(), uid, gid }
+    }
+}
+
+/// The unprivileged user's name, on the test machine and in the QEMU guest.
+pub const TEST_USER: &str = "h-test";
+
+fn test_user() -> io::Result<User> {
     let lookup = || -> Option<(u32, u32)> {
         let uid = Command::new("id").args(["-u", TEST_USER]).output().ok()?;
         let gid = Command::new("id").args(["-g", TEST_USER]).output().ok()?;
@@ -32,58 +46,68 @@ fn unprivileged_user() -> RunAs {
         None => {
             let status = Command::new("useradd")
                 .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
-                .status()
-                .expect("useradd");
-            assert!(status.success(), "cannot create the test user {TEST_USER}");
-            lookup().expect("test user after useradd")
+                .status()?;
+            if !status.success() {
+                return Err(io::Error::other(format!("cannot create the test user {TEST_USER}: useradd {status}")));
+            }
+            lookup().ok_or_else(|| io::Error::other(format!("no test user {TEST_USER} after useradd")))?
         }
     };
-    RunAs { label: "user", uid, gid }
+    Ok(User::unprivileged(uid, gid))
 }
 
-pub(crate) fn users() -> Vec<RunAs> {
+/// Who runs the cases here: as root, root and [`TEST_USER`] (created when missing); otherwise
+/// the current user.
+pub fn local_users() -> io::Result<Vec<User>> {
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     if uid == 0 {
-        vec![RunAs { label: "root", uid: 0, gid: 0 }, unprivileged_user()]
+        Ok(vec![User::root(), test_user()?])
     } else {
-        vec![RunAs { label: "user", uid, gid }]
+        Ok(vec![User::unprivileged(uid, gid)])
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
+fn annotate(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |error| io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(to).map_err(annotate(to))?;
+    for entry in std::fs::read_dir(from).map_err(annotate(from))? {
+        let entry = entry?;
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+            std::fs::copy(entry.path(), &target).map_err(annotate(&entry.path()))?;
         }
     }
+    Ok(())
 }
 
-fn chown_tree(path: &Path, who: RunAs) {
-    std::os::unix::fs::lchown(path, Some(who.uid), Some(who.gid)).unwrap();
+fn chown_tree(path: &Path, who: &User) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(who.uid), Some(who.gid)).map_err(annotate(path))?;
     if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), who);
+        for entry in std::fs::read_dir(path).map_err(annotate(path))? {
+            chown_tree(&entry?.path(), who)?;
         }
     }
+    Ok(())
 }
 
+/// The runs' directory under the system's temporary directory, removed on drop.
 pub(crate) struct Scratch {
     pub(crate) root: PathBuf,
 }
 
 impl Scratch {
-    pub(crate) fn new(host: &str) -> Scratch {
+    pub(crate) fn new(host: &str) -> io::Result<Scratch> {
         let root = std::env::temp_dir().join(format!("h-cases-{host}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Scratch { root }
+        std::fs::create_dir_all(&root).map_err(annotate(&root))?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Scratch { root })
     }
 }
 
@@ -93,23 +117,35 @@ impl Drop for Scratch {
     }
 }
 
-pub(crate) fn prepare_work(scratch: &Scratch, name: &str, case_dir: &Path, case: &Case, who: RunAs) -> PathBuf {
+/// A fresh work directory `name` for one run: the case folder as `case/`, an empty `home/`, the
+/// case's `files` and `file_modes`, everything owned by `who`.
+pub(crate) fn prepare_work(
+    scratch: &Scratch,
+    name: &str,
+    case_dir: &Path,
+    case: &Case,
+    who: &User,
+) -> io::Result<PathBuf> {
     let work = scratch.root.join(name);
     let _ = std::fs::remove_dir_all(&work);
-    copy_tree(case_dir, &work.join("case"));
-    std::fs::create_dir_all(work.join("home")).unwrap();
+    copy_tree(case_dir, &work.join("case"))?;
+    std::fs::create_dir_all(work.join("home"))?;
     for (path, contents) in &case.files {
         let target = work.join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, contents).unwrap();
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(annotate(parent))?;
+        }
+        std::fs::write(&target, contents).map_err(annotate(&target))?;
     }
-    chown_tree(&work, who);
-    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown_tree(&work, who)?;
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755))?;
     for (path, mode) in &case.file_modes {
-        let mode = u32::from_str_radix(mode, 8).unwrap_or_else(|_| panic!("bad mode {mode}"));
-        std::fs::set_permissions(work.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+        let mode = u32::from_str_radix(mode, 8)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad mode {mode} for {path}")))?;
+        let target = work.join(path);
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(annotate(&target))?;
     }
-    work
+    Ok(work)
 }
 
 pub(crate) fn substitute(text: &str, work: &Path) -> String {

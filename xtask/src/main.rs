@@ -5,14 +5,14 @@
 //! - `run HOST ARGS...`    build HOST (release) and run it with ARGS
 //! - `test`                everything CI runs: packages, codegen check, verification, all tests
 //! - `bench`               startup overhead of each host against its bare interpreter
-//! - `vm-test [--kernel V]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
+//! - `vm-test [--kernel V]... [--jobs N] [--filter TEXT]` the hosts' cases inside QEMU on each kernel of the matrix (docs/vm-tests.md)
 //! - `compat [HOST[=BINARY]...]` third-party test suites bare and under each host (docs/compat.md; long)
 
 mod bench;
 mod compat;
 mod fakestore;
 mod nixcheck;
-mod vmtest;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,7 +133,7 @@ fn main() -> Result<()> {
             ensure_packages(TEST_PACKAGES)?;
             bench::run(&root, &arguments[1..])
         }
-        "vm-test" => vmtest::run(&root, &arguments[1..]),
+        "vm-test" => vm::run(&root, &arguments[1..]),
         "compat" => compat::run(&root, &arguments[1..]),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
