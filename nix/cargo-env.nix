@@ -1,23 +1,9 @@
 # The environment every cargo invocation of the Nix build shares: the store paths of all
 # interpreters (see ./hosts.nix) and H_STORE_ONLY, so that whichever host crate gets compiled,
 # its build.rs resolves store paths only.
-{
-  lib,
-  bash,
-  lua5_4,
-  nodejs,
-  python3,
-}:
+{ lib, pkgs }:
 let
-  hosts = import ./hosts.nix {
-    inherit
-      lib
-      bash
-      lua5_4
-      nodejs
-      python3
-      ;
-  };
+  hosts = import ./hosts.nix { inherit lib pkgs; };
 in
 {
   env = {

@@ -1,8 +1,10 @@
-# `nix develop`: the toolchain and the four interpreters, with the same interpreter paths the
+# `nix develop`: the toolchain and every host's interpreter, with the same interpreter paths the
 # Nix build hands to h-resolve (./hosts.nix), so `cargo xtask` in this shell resolves store
 # paths. H_STORE_ONLY is left unset here; `H_STORE_ONLY=1 cargo xtask ...` reproduces the Nix
 # build's rule that nothing outside /nix/store may enter a policy.
 {
+  lib,
+  pkgs,
   mkShell,
   callPackage,
   runCommand,
@@ -10,21 +12,22 @@
   cargo,
   clippy,
   rustfmt,
-  python3,
-  nodejs,
-  bash,
-  lua5_4,
   strace,
   hyperfine,
   jq,
 }:
 let
   cargoEnv = callPackage ./cargo-env.nix { };
-  # The tests and `cargo xtask bench` call the bare interpreter by its Debian name.
-  lua54Command = runCommand "lua5.4-command" { } ''
-    mkdir -p $out/bin
-    ln -s ${lua5_4}/bin/lua $out/bin/lua5.4
-  '';
+  hosts = lib.attrValues (import ./hosts.nix { inherit lib pkgs; });
+  # The tests and `cargo xtask bench` call the bare interpreters by the names of the manifests'
+  # controls (Debian's: lua5.4, python3, node, bash).
+  controls = lib.foldl' (acc: info: acc // info.controls) { } hosts;
+  controlCommands = runCommand "h-control-commands" { } (
+    ''
+      mkdir -p $out/bin
+    ''
+    + lib.concatStrings (lib.mapAttrsToList (name: program: "ln -s ${program} $out/bin/${name}\n") controls)
+  );
 in
 mkShell {
   packages = [
@@ -32,14 +35,11 @@ mkShell {
     cargo
     clippy
     rustfmt
-    python3
-    nodejs
-    bash
-    lua5_4
-    lua54Command
     strace
     hyperfine
     jq
-  ];
+    controlCommands
+  ]
+  ++ map (info: info.interpreter) hosts;
   env = removeAttrs cargoEnv.env [ "H_STORE_ONLY" ];
 }

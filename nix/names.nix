@@ -3,12 +3,7 @@
 # evaluate them on machines where nixpkgs cannot be fetched.
 let
   root = ../.;
-  allHosts = [
-    "hlua"
-    "hpython"
-    "hnode"
-    "hsh"
-  ];
+  entries = builtins.readDir (root + "/hosts");
 in
 {
   systems = [
@@ -16,10 +11,11 @@ in
     "aarch64-linux"
   ];
 
-  # A host is packaged once its crate has landed in hosts/ (the hosts arrive one by one).
-  hosts = builtins.filter (host: builtins.pathExists (root + "/hosts/${host}/Cargo.toml")) allHosts;
-
-  inherit allHosts;
+  # Every host crate with a manifest (hosts/HOST/host.toml), by name: a new host is packaged,
+  # tested and run by its manifest alone.
+  hosts = builtins.filter (
+    name: entries.${name} == "directory" && builtins.pathExists (root + "/hosts/${name}/host.toml")
+  ) (builtins.attrNames entries);
 
   # The kernel matrix of the NixOS VM tests (see ./vm-test.nix for what each one asserts).
   kernels = [

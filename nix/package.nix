@@ -1,4 +1,4 @@
-# One host (hlua, hpython, hnode or hsh) as a package.
+# One host (any crate of hosts/ with a host.toml) as a package.
 #
 # Why rustPlatform.buildRustPackage and not crane: it is part of nixpkgs, so the flake needs no
 # input besides nixpkgs (one pin to audit and update), and `cargoLock.lockFile` vendors exactly
@@ -9,23 +9,11 @@
   lib,
   rustPlatform,
   callPackage,
-  bash,
-  lua5_4,
-  nodejs,
-  python3,
+  pkgs,
   host,
 }:
 let
-  info =
-    (import ./hosts.nix {
-      inherit
-        lib
-        bash
-        lua5_4
-        nodejs
-        python3
-        ;
-    }).${host};
+  info = (import ./hosts.nix { inherit lib pkgs; }).${host};
   workspace = (lib.importTOML ../Cargo.toml).workspace.package;
 in
 rustPlatform.buildRustPackage {
@@ -55,9 +43,9 @@ rustPlatform.buildRustPackage {
   # (./vm-test.nix, `nix flake check`) instead, against this very package.
   doCheck = false;
 
-  # For the VM tests (./vm-test.nix): the bare interpreter and the seccomp probes.
+  # For the VM tests (./vm-test.nix): the names the cases call the bare interpreter by.
   passthru = {
-    inherit (info) controls control probes;
+    inherit (info) controls;
   };
 
   meta = {

@@ -10,20 +10,34 @@ use crate::resolve::resolve;
 use crate::schema::Policy;
 use crate::{Arch, Error, ARCHES};
 
-/// The programs compiled (the policy's file in `filters/`), with the crate directory the output
-/// goes to. `supervisor` is the supervisor's own filter, inside the sandbox crate. A policy named
-/// `HOST-VARIANT` is a second program of that host (`HOST-programs`: the host's rules and those
-/// the programs granted with `--allow-exec` need).
-pub const HOSTS: &[(&str, &str)] = &[
-    ("supervisor", "sandbox"),
-    ("hlua", "hosts/hlua"),
-    ("hlua-programs", "hosts/hlua"),
-    ("hsh", "hosts/hsh"),
-    ("hnode", "hosts/hnode"),
-    ("hnode-programs", "hosts/hnode"),
-    ("hpython", "hosts/hpython"),
-    ("hpython-programs", "hosts/hpython"),
-];
+/// The programs compiled: (the policy's name in `filters/`, the crate directory the output goes
+/// to). `supervisor` is the supervisor's own filter, inside the sandbox crate; then every host
+/// (a `hosts/HOST` with a `host.toml`) with `filters/HOST.toml`, and each `filters/HOST-VARIANT.toml`
+/// as a second program of that host (`HOST-programs`: the host's rules and those the programs
+/// granted with `--allow-exec` need).
+pub fn programs(root: &Path) -> Vec<(String, String)> {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let mut programs = vec![("supervisor".to_string(), "sandbox".to_string())];
+    let mut policies: Vec<String> =
+        names(&root.join("filters")).iter().filter_map(|file| file.strip_suffix(".toml").map(str::to_string)).collect();
+    policies.sort();
+    for host in
+        names(&root.join("hosts")).into_iter().filter(|host| root.join("hosts").join(host).join("host.toml").is_file())
+    {
+        let crate_dir = format!("hosts/{host}");
+        let variant_prefix = format!("{host}-");
+        for policy in policies.iter().filter(|policy| **policy == host || policy.starts_with(&variant_prefix)) {
+            programs.push((policy.clone(), crate_dir.clone()));
+        }
+    }
+    programs
+}
 
 /// Where the program of `policy` (in the crate `crate_dir`) for `arch` is committed:
 /// `seccomp_ARCH.rs`, or `seccomp_VARIANT_ARCH.rs` for a policy named `HOST-VARIANT`.
@@ -43,7 +57,8 @@ pub fn generate_all(root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
         let path = root.join("sandbox/src/generated").join(format!("syscall_names_{}.rs", arch.name()));
         outputs.push((path, render_syscall_names(arch)));
     }
-    for &(host, crate_dir) in HOSTS {
+    for (host, crate_dir) in programs(root) {
+        let (host, crate_dir) = (host.as_str(), crate_dir.as_str());
         let policy = Policy::load(&filters_dir, host)?;
         for arch in ARCHES {
             let resolved = resolve(&policy.rules, arch).map_err(|source| Error::Resolve {
@@ -106,6 +121,20 @@ pub(crate) mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
+    /// Every host's filters are found: the supervisor's, each host's and its variants.
+    #[test]
+    fn programs_follow_the_manifests() {
+        let found = programs(&project_root());
+        let named: Vec<&str> = found.iter().map(|(policy, _)| policy.as_str()).collect();
+        assert_eq!(
+            named,
+            ["supervisor", "hlua", "hlua-programs", "hnode", "hnode-programs", "hpython", "hpython-programs", "hsh"]
+        );
+        assert!(found
+            .iter()
+            .all(|(policy, dir)| policy == "supervisor" || dir.ends_with(policy.split('-').next().unwrap())));
+    }
+
     /// The committed programs match filters/ (a hand edit or a forgotten `cargo xtask codegen` fails).
     #[test]
     fn generated_programs_are_fresh() {
@@ -129,6 +158,12 @@ pub(crate) mod tests {
         for entry in std::fs::read_dir(root.join("filters")).unwrap() {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), filters.join(entry.file_name())).unwrap();
+        }
+        for (_, crate_dir) in programs(&root) {
+            let manifest = root.join(&crate_dir).join("host.toml");
+            if manifest.is_file() {
+                std::fs::copy(&manifest, copy.join(&crate_dir).join("host.toml")).unwrap();
+            }
         }
         assert!(stale(&copy).unwrap().is_empty());
         let edited = output_path(&copy, "hlua", "hosts/hlua", Arch::Aarch64);

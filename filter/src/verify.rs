@@ -12,7 +12,7 @@ use h_sandbox::seccomp_program::bpf::{
 };
 use h_sandbox::seccomp_program::SockFilter;
 
-use crate::codegen::{output_path, HOSTS};
+use crate::codegen::{output_path, programs};
 use crate::render::parse_instructions;
 use crate::resolve::{resolve, Check, ResolvedRule};
 use crate::schema::Policy;
@@ -192,7 +192,8 @@ pub fn verify_program(
 /// Verifies every committed program of the repository at `root` against `filters/`.
 pub fn verify_all(root: &Path) -> Result<Vec<Report>, Error> {
     let mut reports = Vec::new();
-    for &(host, crate_dir) in HOSTS {
+    for (host, crate_dir) in programs(root) {
+        let (host, crate_dir) = (host.as_str(), crate_dir.as_str());
         let policy = Policy::load(&root.join("filters"), host)?;
         for arch in ARCHES {
             let resolved = resolve(&policy.rules, arch).map_err(|source| Error::Resolve {
@@ -219,7 +220,7 @@ mod tests {
     #[test]
     fn committed_programs_match_their_policies() {
         let reports = verify_all(&project_root()).unwrap();
-        assert_eq!(reports.len(), HOSTS.len() * ARCHES.len());
+        assert_eq!(reports.len(), programs(&project_root()).len() * ARCHES.len());
         assert!(reports.iter().all(|report| report.cases > 1000 && report.worst_allowed_path > 0));
     }
 
@@ -227,7 +228,7 @@ mod tests {
     #[test]
     fn verifier_catches_a_hand_edited_program() {
         let root = project_root();
-        let &(host, crate_dir) = HOSTS.iter().find(|(host, _)| *host == "hlua").unwrap();
+        let (host, crate_dir) = ("hlua", "hosts/hlua");
         let policy = Policy::load(&root.join("filters"), host).unwrap();
         let (rules, denied) = (resolve(&policy.rules, Arch::X86_64).unwrap(), policy.denied);
         let text = std::fs::read_to_string(output_path(&root, host, crate_dir, Arch::X86_64)).unwrap();

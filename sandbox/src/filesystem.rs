@@ -83,20 +83,31 @@ pub struct LandlockFeatures {
 }
 
 impl LandlockFeatures {
-    /// One line per feature, with whether this ABI enforces it.
-    pub fn describe(self) -> Vec<(&'static str, bool)> {
-        let abi = self.abi;
-        vec![
-            ("filesystem: execute, read, write, create, remove (ABI 1)", abi >= 1),
-            ("filesystem: link and rename across directories (ABI 2)", abi >= 2),
-            ("filesystem: truncate (ABI 3)", abi >= 3),
-            ("network: TCP bind and connect (ABI 4)", abi >= 4),
-            ("filesystem: ioctl on devices (ABI 5)", abi >= 5),
-            ("scope: abstract unix sockets and signals (ABI 6)", abi >= 6),
-            ("audit logging of denials (ABI 7)", abi >= 7),
-            ("filesystem: connect to pathname unix sockets (ABI 9)", abi >= 9),
-        ]
+    /// Each feature landlock has had, with the ABI that brought it and whether this ABI enforces it.
+    pub fn describe(self) -> Vec<LandlockFeature> {
+        const FEATURES: &[(&str, u32)] = &[
+            ("filesystem: execute, read, write, create, remove", 1),
+            ("filesystem: link and rename across directories", 2),
+            ("filesystem: truncate", 3),
+            ("network: TCP bind and connect", 4),
+            ("filesystem: ioctl on devices", 5),
+            ("scope: abstract unix sockets and signals", 6),
+            ("audit logging of denials", 7),
+            ("filesystem: connect to pathname unix sockets", 9),
+        ];
+        FEATURES.iter().map(|&(what, since)| LandlockFeature { what, since, enforced: self.abi >= since }).collect()
     }
+}
+
+/// One landlock feature, as `--print-policy` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LandlockFeature {
+    /// What it restricts.
+    pub what: &'static str,
+    /// The ABI that brought it.
+    pub since: u32,
+    /// Whether the running kernel enforces it.
+    pub enforced: bool,
 }
 
 /// The landlock ABI of the running kernel, or `None` when it has no landlock.

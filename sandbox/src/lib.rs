@@ -22,7 +22,9 @@ pub mod timing;
 use std::ffi::OsString;
 
 pub use capabilities::{CapabilitiesError, CapabilityReport};
-pub use filesystem::{landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeatures, LandlockOutcome};
+pub use filesystem::{
+    landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeature, LandlockFeatures, LandlockOutcome,
+};
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};

@@ -95,6 +95,11 @@ pub struct Case {
     /// What the case needs from the machine (see [`Needs`]).
     #[serde(default)]
     pub needs: Needs,
+    /// The case must run, and pass, on a kernel without landlock too (the host then runs with
+    /// `--allow-degraded`): what seccomp, the environment scrub and the rlimits stop alone. A
+    /// runner on such a kernel fails the suite when it is skipped.
+    #[serde(default)]
+    pub holds_without_landlock: bool,
     /// A bash script of the case, run bare instead of the host: it runs the script itself as
     /// `$HOST SCRIPT ...` (the host with `options`, or in the control run the bare interpreter)
     /// and observes what a caller would (its own stdin, its files, processes left behind).
@@ -142,6 +147,9 @@ impl Case {
         }
         if let Some(kill_on_deny) = case.kill_on_deny.as_mut() {
             kill_on_deny.substitute(vars);
+        }
+        if case.holds_without_landlock && case.needs.landlock_abi.is_some() {
+            return Err(format!("{}: a case that holds without landlock cannot need a landlock ABI", path.display()));
         }
         Ok(case)
     }

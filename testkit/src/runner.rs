@@ -129,9 +129,9 @@ impl Runner {
         self
     }
 
-    /// Host options before every case's own (`--allow-degraded` on a kernel without landlock).
+    /// Host options before every case's own, added to those the runner already gives.
     pub fn with_options(mut self, options: Vec<String>) -> Runner {
-        self.options = options;
+        self.options.extend(options);
         self
     }
 
@@ -142,8 +142,13 @@ impl Runner {
     }
 
     /// Skip each run whose needs (`[needs]`, and what a caller script or terminal needs) this
-    /// machine does not meet, saying why. Without it every case runs.
+    /// machine does not meet, saying why. Without it every case runs. On a machine without
+    /// landlock every run gets `--allow-degraded`, and a case that `holds_without_landlock`
+    /// fails instead of being skipped.
     pub fn skipping_unmet_needs(mut self, machine: Machine) -> Runner {
+        if machine.landlock_abi.is_none() {
+            self.options.push("--allow-degraded".to_string());
+        }
         self.machine = Some(machine);
         self
     }
@@ -201,13 +206,20 @@ impl Runner {
                 "an attack case needs a [control] run showing the attack works unsandboxed".to_string(),
             ));
         }
-        let unmet = self.machine.as_ref().and_then(|machine| case.needs().unmet(machine));
+        let unmet = self.machine.as_ref().and_then(|machine| {
+            let reason = case.needs().unmet(machine)?;
+            Some(if case.holds_without_landlock && machine.landlock_abi.is_none() { Err(reason) } else { Ok(reason) })
+        });
         for who in &self.users {
             if case.users.as_ref().is_some_and(|users| !users.contains(&who.label)) {
                 continue;
             }
             let verdict = match &unmet {
-                Some(reason) => Verdict::Skipped(reason.clone()),
+                Some(Ok(reason)) => Verdict::Skipped(reason.clone()),
+                Some(Err(reason)) => Verdict::Failed {
+                    about: case.about.clone(),
+                    problems: vec![format!("it must hold without landlock, but cannot run here: {reason}")],
+                },
                 None => self.judge_case(name, case_dir, &case, who),
             };
             report(Run { name: name.to_string(), user: Some(who.label.clone()), verdict });
@@ -341,5 +353,37 @@ mod tests {
         assert_eq!(runs.len(), 2, "{runs:?}");
         assert_eq!(runs[0].verdict, Verdict::Passed, "{}", runs[0]);
         assert!(matches!(runs[1].verdict, Verdict::Failed { .. }) && runs[1].user.is_none(), "{}", runs[1]);
+    }
+
+    /// Without landlock, a case that must hold there fails instead of being skipped, and every
+    /// run gets `--allow-degraded`; with landlock the same unmet need is a skip.
+    #[test]
+    fn a_case_that_holds_without_landlock_is_never_skipped_there() {
+        let dir = std::env::temp_dir().join(format!("h-testkit-degraded-{}", std::process::id()));
+        let case = dir.join("attacks/needs");
+        std::fs::create_dir_all(&case).unwrap();
+        std::fs::write(
+            case.join("test.toml"),
+            "about = \"x\"\nholds_without_landlock = true\n[control]\n[needs]\nprograms = [\"no-such-program-h\"]\n",
+        )
+        .unwrap();
+        // SAFETY: no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let me = if uid == 0 { User::root() } else { User::unprivileged(uid, gid) };
+        let verdicts = |abi: Option<u32>| {
+            let machine = Machine { landlock_abi: abi, ..Machine::measure() };
+            let runner = Runner::new("sh-degraded", Path::new("/bin/sh"), None, vec![me.clone()])
+                .unwrap()
+                .skipping_unmet_needs(machine);
+            assert_eq!(runner.options.is_empty(), abi.is_some(), "{:?}", runner.options);
+            let mut runs = Vec::new();
+            runner.run_folders(&dir, &["attacks"], &Arguments::default(), &mut |run| runs.push(run.verdict));
+            runs
+        };
+        let without = verdicts(None);
+        let with = verdicts(Some(6));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(&without[..], [Verdict::Failed { problems, .. }] if problems[0].contains("without landlock")));
+        assert!(matches!(&with[..], [Verdict::Skipped(reason)] if reason.contains("no-such-program-h")));
     }
 }

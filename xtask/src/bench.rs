@@ -10,34 +10,19 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use h_testkit::{Manifest, Workload};
 
-/// One row: (host, workload, bare command, script, hyperfine runs).
-const ROWS: &[(&str, &str, &str, &str, u32)] = &[
-    ("hlua", "hello", "lua5.4", "examples/hello.lua", 300),
-    ("hlua", "200k write+flush to a pipe", "lua5.4", "examples/bench/write_flush.lua", 20),
-    ("hlua", "20k open+read+close", "lua5.4", "examples/bench/open_read.lua", 20),
-    ("hpython", "hello", "/usr/bin/python3.11 -I -S", "examples/hello.py", 200),
-    ("hpython", "200k write+flush to a pipe", "/usr/bin/python3.11 -I -S", "examples/bench/write_flush.py", 20),
-    ("hpython", "pure-Python compute (fib)", "/usr/bin/python3.11 -I -S", "examples/bench/fib.py", 20),
-    ("hpython", "20k open+read+close", "/usr/bin/python3.11 -I -S", "examples/bench/open_read.py", 20),
-    (
-        "hpython",
-        "500k getppid (allowed whatever its arguments)",
-        "/usr/bin/python3.11 -I -S",
-        "examples/bench/syscalls.py cached",
-        20,
-    ),
-    (
-        "hpython",
-        "500k fcntl(F_GETFD) (argument-checked)",
-        "/usr/bin/python3.11 -I -S",
-        "examples/bench/syscalls.py checked",
-        20,
-    ),
-    ("hsh", "hello", "bash --norc --noprofile", "examples/hello.sh", 300),
-    ("hnode", "hello", "node", "examples/hello.js", 100),
-    ("hnode", "20k readFileSync", "node", "examples/bench/read_file.js", 20),
-];
+/// The rows of the table: each host's workloads from its manifest (`[bench]` of
+/// `hosts/HOST/host.toml`), with the bare interpreter it is compared with.
+fn rows(root: &Path) -> Result<Vec<(Manifest, Workload)>> {
+    let manifests = h_testkit::manifests(root).map_err(anyhow::Error::msg)?;
+    Ok(manifests
+        .into_iter()
+        .flat_map(|manifest| {
+            manifest.bench.workloads.clone().into_iter().map(move |workload| (manifest.clone(), workload))
+        })
+        .collect())
+}
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -112,9 +97,12 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     let wanted = |host: &str| only.is_empty() || only.iter().any(|name| *name == host);
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let hosts: Vec<&str> = ["hlua", "hpython", "hsh", "hnode"].into_iter().filter(|host| wanted(host)).collect();
+    let rows: Vec<(Manifest, Workload)> =
+        rows(root)?.into_iter().filter(|(manifest, _)| wanted(&manifest.name)).collect();
+    let mut hosts: Vec<&str> = rows.iter().map(|(manifest, _)| manifest.name.as_str()).collect();
+    hosts.dedup();
     if breakdown {
-        return breakdowns(root, &hosts);
+        return breakdowns(root, &rows, &hosts);
     }
     let mut build = crate::cargo();
     build.current_dir(root).args(["build", "--release", "--quiet"]);
@@ -124,10 +112,12 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     crate::run(&mut build)?;
     let mut table =
         String::from("| host | workload | bare (ms) | host (ms) | host / bare | peers |\n|---|---|---|---|---|---|\n");
-    for &(host, workload, bare, script, runs) in ROWS.iter().filter(|row| wanted(row.0)) {
+    for (manifest, workload) in &rows {
+        let (host, bare, script) = (&manifest.name, manifest.bench.bare.join(" "), workload.script.join(" "));
+        let (workload, runs) = (&workload.name, workload.runs);
         let binary = root.join("target/release").join(host);
         let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
-        let peer_rows = peers(root, bare, script);
+        let peer_rows = peers(root, &bare, &script);
         commands.extend(peer_rows.iter().map(|(_, command)| command.clone()));
         eprintln!("bench: {host}: {workload}");
         let measured = hyperfine(root, &commands, runs)?;
@@ -169,7 +159,7 @@ fn parse_marks(stderr: &str) -> Option<(Marks, Marks)> {
 }
 
 /// Builds the hosts with start-up timestamps and prints the median time of each stage.
-fn breakdowns(root: &Path, hosts: &[&str]) -> Result<()> {
+fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], hosts: &[&str]) -> Result<()> {
     let target = root.join("target/timing");
     let mut build = crate::cargo();
     build.current_dir(root).env("CARGO_TARGET_DIR", &target).args(["build", "--release", "--quiet"]);
@@ -179,7 +169,9 @@ fn breakdowns(root: &Path, hosts: &[&str]) -> Result<()> {
     crate::run(&mut build)?;
     const RUNS: usize = 200;
     for host in hosts {
-        let Some(&(_, _, _, script, _)) = ROWS.iter().find(|row| row.0 == *host && row.1 == "hello") else { continue };
+        let hello = rows.iter().find(|(manifest, workload)| manifest.name == *host && workload.name == "hello");
+        let Some((_, workload)) = hello else { continue };
+        let script = &workload.script[0];
         let binary = target.join("release").join(host);
         let mut stages: Vec<(String, Vec<u64>)> = Vec::new();
         let mut record = |stage: String, micros: u64| match stages.iter_mut().find(|(known, _)| *known == stage) {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use h_sandbox::{LandlockFeatures, Limit, OnRefusal, Policy, Resource, RuleAction, RLIMIT_RESOURCES};
+use h_sandbox::{LandlockFeature, LandlockFeatures, Limit, OnRefusal, Policy, Resource, RuleAction, RLIMIT_RESOURCES};
 
 use crate::json::Json;
 use crate::{HostProfile, Options, Started};
@@ -23,11 +23,16 @@ pub struct PolicyReport {
     pub script_arguments: Vec<String>,
 }
 
+/// A feature as both outputs name it: `network: TCP bind and connect (ABI 4)`.
+fn feature_line(feature: &LandlockFeature) -> String {
+    format!("{} (ABI {})", feature.what, feature.since)
+}
+
 pub struct LandlockReport {
     /// The kernel's ABI, `None` without landlock.
     pub abi: Option<u32>,
     pub degraded: bool,
-    pub features: Vec<(&'static str, bool)>,
+    pub features: Vec<LandlockFeature>,
     /// (access, path, why)
     pub rules: Vec<(&'static str, String, String)>,
 }
@@ -134,10 +139,11 @@ impl PolicyReport {
                             landlock
                                 .features
                                 .iter()
-                                .map(|(name, enforced)| {
+                                .map(|feature| {
                                     Json::object([
-                                        ("feature", Json::string(*name)),
-                                        ("enforced", Json::Bool(*enforced)),
+                                        ("feature", Json::string(feature_line(feature))),
+                                        ("abi", Json::Number(u64::from(feature.since))),
+                                        ("enforced", Json::Bool(feature.enforced)),
                                     ])
                                 })
                                 .collect(),
@@ -240,8 +246,9 @@ impl PolicyReport {
         match landlock.abi {
             Some(abi) => {
                 let _ = writeln!(out, "  kernel ABI {abi}; enforced features:");
-                for (feature, enforced) in &landlock.features {
-                    let _ = writeln!(out, "    [{}] {feature}", if *enforced { "x" } else { " " });
+                for feature in &landlock.features {
+                    let _ =
+                        writeln!(out, "    [{}] {}", if feature.enforced { "x" } else { " " }, feature_line(feature));
                 }
             }
             None if landlock.degraded => {

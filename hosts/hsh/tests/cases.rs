@@ -1,12 +1,10 @@
-//! Runs hsh's cases and attacks (each in a fresh process, as root and as an unprivileged user).
+//! Runs hsh's cases and attacks (each in a fresh process, as root and as an unprivileged user),
+//! with the control interpreter of its host.toml.
 
 fn main() {
     h_testkit::main_for(&h_testkit::Suite {
-        host: "hsh",
         binary: env!("CARGO_BIN_EXE_hsh"),
-        control: &["bash", "--norc", "--noprofile"],
         manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        folders: &["cases", "attacks"],
-        vars: &[],
+        build_values: &[],
     });
 }

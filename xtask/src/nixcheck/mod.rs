@@ -41,15 +41,13 @@ use mutations::*;
 use outputs::*;
 use repository::*;
 
-/// The hosts the flake packages once their crate exists in `hosts/`.
-pub const HOSTS: &[&str] = &["hlua", "hpython", "hnode", "hsh"];
 /// The systems the flake offers everything for.
 const SYSTEMS: &[&str] = &["x86_64-linux", "aarch64-linux"];
-/// The VM tests and the kernel package each boots.
-const VM_TESTS: &[(&str, &str)] = &[
-    ("vm-linux-6_1", "linuxPackages_6_1"),
-    ("vm-linux-latest", "linuxPackages_latest"),
-    ("vm-no-landlock", "linuxPackages_latest"),
+/// The VM tests, the kernel package each boots and the landlock ABI it must show.
+const VM_TESTS: &[(&str, &str, &str)] = &[
+    ("vm-linux-6_1", "linuxPackages_6_1", "2"),
+    ("vm-linux-latest", "linuxPackages_latest", "6+"),
+    ("vm-no-landlock", "linuxPackages_latest", "none"),
 ];
 /// Cases that cannot hold on NixOS or on linux 6.1 (landlock ABI 2), and a need each must
 /// declare so that the VM tests skip it there: (case, "abi" | "program" | "file" | "kernel").

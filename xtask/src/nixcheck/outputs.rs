@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
+use h_testkit::Manifest;
 use serde_json::Value;
 
 use super::*;
@@ -75,16 +76,22 @@ pub(super) fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
     path.iter().try_fold(value, |value, key| value.get(*key)).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// The hosts whose crate exists in `tree`.
-pub(super) fn hosts_in(tree: &Path) -> Vec<&'static str> {
-    HOSTS.iter().copied().filter(|host| tree.join("hosts").join(host).join("Cargo.toml").is_file()).collect()
+/// The manifests of the hosts in `tree` (`hosts/*/host.toml`): what the flake must package.
+pub(super) fn manifests_in(tree: &Path) -> Result<Vec<Manifest>> {
+    h_testkit::manifests(tree).map_err(anyhow::Error::msg)
+}
+
+/// The names of the hosts in `tree`.
+pub(super) fn hosts_in(tree: &Path) -> Result<Vec<String>> {
+    Ok(manifests_in(tree)?.into_iter().map(|manifest| manifest.name).collect())
 }
 
 pub(super) fn check_report(_: &Workspace, tree: &Path) -> Result<()> {
     let report = report(tree)?;
-    let hosts = hosts_in(tree);
+    let manifests = manifests_in(tree)?;
+    let hosts: Vec<&str> = manifests.iter().map(|manifest| manifest.name.as_str()).collect();
     check_outputs(&report, &hosts)?;
-    check_packages(&report, &hosts)?;
+    check_packages(&report, &manifests)?;
     check_vm_tests(&report)
 }
 
@@ -111,7 +118,7 @@ pub(super) fn check_outputs(report: &Value, hosts: &[&str]) -> Result<()> {
             want("apps", (*host).to_string());
             want("checks", format!("package-{host}"));
         }
-        for check in ["filters", "cases"].iter().chain(VM_TESTS.iter().map(|(name, _)| name)) {
+        for check in ["filters", "cases"].iter().chain(VM_TESTS.iter().map(|(name, _, _)| name)) {
             want("checks", (*check).to_string());
         }
         if !names(report.get("formatter")).iter().any(|name| name == system) {
@@ -132,16 +139,11 @@ pub(super) fn check_outputs(report: &Value, hosts: &[&str]) -> Result<()> {
 /// its interpreter's store path, no check phase (the cases run in the VMs), its own main
 /// program; the default package and app run hlua; the overlay shadows nothing of nixpkgs; the
 /// formatter walks the tree; the development shell resolves without H_STORE_ONLY.
-pub(super) fn check_packages(report: &Value, hosts: &[&str]) -> Result<()> {
-    let interpreter_variable = |host: &str| match host {
-        "hpython" => &["H_PYTHON", "PYO3_PYTHON"][..],
-        "hnode" => &["H_NODE"][..],
-        "hsh" => &["H_BASH"][..],
-        _ => &[][..],
-    };
-    for host in hosts {
+pub(super) fn check_packages(report: &Value, manifests: &[Manifest]) -> Result<()> {
+    for manifest in manifests {
+        let host = manifest.name.as_str();
         let package =
-            report.get("package").and_then(|set| set.get(*host)).with_context(|| format!("no package {host}"))?;
+            report.get("package").and_then(|set| set.get(host)).with_context(|| format!("no package {host}"))?;
         let stand_in = package.get("standIn").with_context(|| format!("{host}: no builder record"))?;
         ensure!(
             text(stand_in, &["builder"]) == "rustPlatform.buildRustPackage",
@@ -149,14 +151,14 @@ pub(super) fn check_packages(report: &Value, hosts: &[&str]) -> Result<()> {
         );
         ensure!(names(stand_in.get("cargoBuildFlags")) == ["-p", host], "{host}: cargoBuildFlags are not -p {host}");
         ensure!(text(stand_in, &["env", "H_STORE_ONLY"]) == "1", "{host}: H_STORE_ONLY is not \"1\" in its build");
-        for variable in interpreter_variable(host) {
+        for variable in &manifest.nix.env {
             let value = text(stand_in, &["env", variable]);
             ensure!(value.starts_with("/nix/store/"), "{host}: {variable} is {value:?}, not a store path");
         }
         let env = stand_in.get("env").and_then(Value::as_object).map(|env| env.len()).unwrap_or_default();
-        ensure!(env == 1 + interpreter_variable(host).len(), "{host}: its build environment has other variables");
+        ensure!(env == 1 + manifest.nix.env.len(), "{host}: its build environment has other variables");
         ensure!(stand_in.get("doCheck").and_then(Value::as_bool) == Some(false), "{host}: doCheck is not false");
-        ensure!(text(package, &["meta", "mainProgram"]) == *host, "{host}: meta.mainProgram is not {host}");
+        ensure!(text(package, &["meta", "mainProgram"]) == host, "{host}: meta.mainProgram is not {host}");
         let program = text(report, &["app", host, "program"]);
         ensure!(program.ends_with(&format!("/bin/{host}")), "apps.{host} runs {program:?}");
     }
@@ -171,7 +173,7 @@ pub(super) fn check_packages(report: &Value, hosts: &[&str]) -> Result<()> {
     ensure!(adds.len() == 1, "overlays.default adds {adds:?}, not one package set");
     let mut overlay_hosts = names(report.get("overlayHosts"));
     overlay_hosts.retain(|name| name != "all");
-    let mut expected: Vec<String> = hosts.iter().map(|host| host.to_string()).collect();
+    let mut expected: Vec<String> = manifests.iter().map(|manifest| manifest.name.clone()).collect();
     expected.sort();
     ensure!(overlay_hosts == expected, "the overlay's set has {overlay_hosts:?}, not {expected:?} and all");
     let formatter = text(report, &["formatterName"]);
@@ -186,9 +188,10 @@ pub(super) fn check_packages(report: &Value, hosts: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The VM tests: their kernels, the listener they wait for, and the case needs they honour.
+/// The VM tests: their kernels, and the harness run as a VM run (`--vm`: kernel checks, the
+/// cases' own `[needs]`) against the landlock ABI each kernel must show.
 pub(super) fn check_vm_tests(report: &Value) -> Result<()> {
-    for (check, kernel) in VM_TESTS {
+    for (check, kernel, abi) in VM_TESTS {
         let stand_in = report
             .get("check")
             .and_then(|checks| checks.get(*check))
@@ -205,35 +208,12 @@ pub(super) fn check_vm_tests(report: &Value) -> Result<()> {
         );
         let script = text(stand_in, &["testScript"]);
         let expect = json_after(script, "expect = json.loads(")?;
-        let port = expect.get("listenerPort").and_then(Value::as_u64).context("no listenerPort")?;
-        let service = text(stand_in, &["services", "h-listener"]);
-        ensure!(service.contains(&format!("http.server {port} ")), "{check}: the listener does not serve port {port}");
-        let wait = script
-            .find("machine.wait_for_open_port(expect[\"listenerPort\"]")
-            .context(format!("{check}: the test script does not wait for the listener's port before the probes"))?;
-        let probes = script.find("for probe, spec in").context("no probe loop")?;
-        ensure!(wait < probes, "{check}: the script waits for the listener only after the probes");
-        let hosts = json_after(script, "hosts = json.loads(")?;
-        for (case, kind) in NIXOS_SKIPS {
-            let host = case.split('/').next().unwrap_or_default();
-            let Some(info) = hosts.get(host) else { continue };
-            let needs = info
-                .get("needs")
-                .and_then(Value::as_array)
-                .and_then(|cases| cases.iter().find(|entry| text(entry, &["name"]) == *case))
-                .and_then(|entry| entry.get("needs"))
-                .with_context(|| format!("{check}: {case} declares no [needs], so the VM test runs it"))?;
-            let declared = match *kind {
-                "abi" => needs.get("landlock_abi").and_then(Value::as_u64).is_some_and(|abi| abi > 2),
-                "program" => !names(needs.get("programs")).is_empty(),
-                "kernel" => needs.get("kernel").is_some(),
-                _ => !names(needs.get("files")).is_empty() || !names(needs.get("any_file")).is_empty(),
-            };
-            ensure!(declared, "{check}: {case} does not declare the {kind} it needs, so the VM test runs it");
-        }
+        let expected = text(&expect, &["abi"]);
+        ensure!(expected == *abi, "{check} expects landlock ABI {expected:?} of its kernel, not {abi:?}");
         ensure!(
-            script.contains("unmet(case[\"needs\"], abi)") && script.contains("harness {' '.join(skips)}"),
-            "{check}: the test script does not skip the cases whose needs it cannot meet"
+            script.contains("/harness --vm --expect-abi {shlex.quote(expect['abi'])}"),
+            "{check}: the test script does not run the harness as a VM run (--vm, --expect-abi): \
+             it would not skip the cases whose needs it cannot meet, nor check the kernel"
         );
     }
     Ok(())
@@ -255,7 +235,7 @@ pub(super) fn check_lint(work: &Workspace, tree: &Path) -> Result<()> {
     let driver = tree.join("nix/tests/driver");
     let symbols = std::fs::read_to_string(driver.join("symbols.txt"))?.trim().to_string();
     let prelude = std::fs::read_to_string(driver.join("prelude.py"))?;
-    for (check, _) in VM_TESTS {
+    for (check, _, _) in VM_TESTS {
         let script = text(&report, &["check", check, "standIn", "testScript"]);
         ensure!(!script.is_empty(), "{check}: no testScript");
         let plain = lint_dir.join(format!("{check}.py"));

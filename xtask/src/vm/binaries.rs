@@ -13,13 +13,14 @@ use anyhow::{bail, Context, Result};
 use h_resolve::RuntimeFile;
 use serde_json::Value;
 
-use super::hosts::{HostSpec, HOSTS};
+use h_testkit::Manifest;
 
 pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 /// One host as built for the guest.
 pub struct Built {
-    pub spec: &'static HostSpec,
+    /// Its manifest (`hosts/HOST/host.toml`).
+    pub manifest: Manifest,
     pub binary: PathBuf,
     /// The landlock table its build script resolved (empty without one).
     pub table: Vec<RuntimeFile>,
@@ -91,8 +92,9 @@ fn take(packages: &mut Vec<Package>, name: &str) -> Result<Package> {
     Ok(packages.swap_remove(index))
 }
 
-fn built(spec: &'static HostSpec, mut package: Package) -> Result<Built> {
-    let binary = package.executables.remove(spec.name).with_context(|| format!("no binary {}", spec.name))?;
+fn built(manifest: Manifest, mut package: Package) -> Result<Built> {
+    let name = &manifest.name;
+    let binary = package.executables.remove(name).with_context(|| format!("no binary {name}"))?;
     // A host without a build script (hlua: Lua is linked in) reads no interpreter files.
     let list = package.out_dir.map(|out_dir| out_dir.join(h_resolve::TABLE_LIST)).filter(|list| list.is_file());
     let table = match list {
@@ -102,7 +104,7 @@ fn built(spec: &'static HostSpec, mut package: Package) -> Result<Built> {
         }
         None => Vec::new(),
     };
-    Ok(Built { spec, binary, table, env: package.env })
+    Ok(Built { manifest, binary, table, env: package.env })
 }
 
 /// Fails unless `path` is an ELF executable without a program interpreter (a static binary).
@@ -115,9 +117,10 @@ pub fn require_static(path: &Path) -> Result<()> {
 }
 
 pub fn build(root: &Path) -> Result<Binaries> {
+    let manifests = h_testkit::manifests(root).map_err(anyhow::Error::msg)?;
     let mut arguments = vec!["--target", TRIPLE, "--package", "xtask"];
-    for spec in HOSTS.iter().filter(|spec| spec.static_build) {
-        arguments.extend(["--package", spec.name]);
+    for manifest in manifests.iter().filter(|manifest| manifest.vm.static_build) {
+        arguments.extend(["--package", manifest.name.as_str()]);
     }
     // The build scripts resolve the interpreters of this machine (what the guest gets), not the
     // ones an environment variable names.
@@ -127,8 +130,8 @@ pub fn build(root: &Path) -> Result<Binaries> {
         unset.iter().for_each(|name| _ = command.env_remove(name));
     })?;
     let mut dynamic_arguments = Vec::new();
-    for spec in HOSTS.iter().filter(|spec| !spec.static_build) {
-        dynamic_arguments.extend(["--package", spec.name]);
+    for manifest in manifests.iter().filter(|manifest| !manifest.vm.static_build) {
+        dynamic_arguments.extend(["--package", manifest.name.as_str()]);
     }
     if !dynamic_arguments.is_empty() {
         packages.extend(cargo_build(root, &dynamic_arguments, |command| {
@@ -138,9 +141,10 @@ pub fn build(root: &Path) -> Result<Binaries> {
     let runner = take(&mut packages, "xtask")?.executables.remove("xtask").context("no xtask binary")?;
     require_static(&runner)?;
     let mut hosts = Vec::new();
-    for spec in HOSTS {
-        let host = built(spec, take(&mut packages, spec.name)?)?;
-        if spec.static_build {
+    for manifest in manifests {
+        let package = take(&mut packages, &manifest.name)?;
+        let host = built(manifest, package)?;
+        if host.manifest.vm.static_build {
             require_static(&host.binary)?;
         }
         hosts.push(host);

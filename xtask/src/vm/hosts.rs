@@ -1,26 +1,8 @@
-//! The hosts that run in the guest, and what the guest needs for each beyond the files its
-//! build resolved (its landlock table, which the image builds from).
-//!
-//! What a case needs from the machine is declared by the case itself (`[needs]` in its
-//! `test.toml`); nothing here says which cases to skip.
-
-/// One host of the guest.
-pub struct HostSpec {
-    pub name: &'static str,
-    /// Built with `+crt-static`: every host but hpython, which `dlopen`s the extension modules
-    /// of its standard library and so needs the dynamic loader (its ELF closure goes into the
-    /// guest instead).
-    pub static_build: bool,
-    /// Build values substituted in the cases' expectations: `(VARIABLE, NAME)` for
-    /// `cargo:rustc-env=NAME=...`, as the host's `tests/cases.rs` passes them.
-    pub vars: &'static [(&'static str, &'static str)],
-    /// Entries of the directories in the landlock table that stay out of the guest (file names,
-    /// at any depth): what no case reads and the image would only carry.
-    pub left_out: &'static [&'static str],
-    /// Cases that must run, and pass, without landlock (`--allow-degraded`): what seccomp, the
-    /// environment scrub and the rlimits still stop there. None may be skipped on such a kernel.
-    pub degraded_holds: &'static [&'static str],
-}
+//! What the guest holds besides each host's own files (its binary, the landlock table its build
+//! resolved, its case folders): the files and programs of this machine the cases use outside the
+//! sandbox. Which hosts there are, and what each needs in the guest, is each host's manifest
+//! (`hosts/HOST/host.toml`, `[vm]`); what a case needs from the machine is declared by the case
+//! itself (`[needs]` in its `test.toml`).
 
 /// The zlib hlua's `loadlib` and hsh's `enable-f` attacks try to load: it must exist for
 /// landlock to deny it.
@@ -45,63 +27,3 @@ pub const GUEST_FILES: &[&str] = &[
     "/usr/bin/id",
     "/usr/bin/script",
 ];
-
-pub const HOSTS: &[HostSpec] = &[
-    HostSpec {
-        name: "hlua",
-        static_build: true,
-        vars: &[],
-        left_out: &[],
-        degraded_holds: &["attacks/exec", "attacks/popen", "attacks/environment", "attacks/loadlib"],
-    },
-    HostSpec {
-        name: "hsh",
-        static_build: true,
-        vars: &[],
-        left_out: &[],
-        // /dev/tcp and /dev/udp: seccomp denies socket (issue 6), with or without landlock.
-        degraded_holds: &["attacks/dev-tcp", "attacks/dev-udp", "attacks/environment"],
-    },
-    HostSpec {
-        name: "hpython",
-        static_build: false,
-        vars: &[("$LIBPYTHON", "H_LIBPYTHON")],
-        // The standard library's own test suites, its GUI (no _tkinter is installed), the
-        // build's static library and third-party packages (hpython runs without site).
-        left_out: &[
-            "test",
-            "tests",
-            "idle_test",
-            "idlelib",
-            "tkinter",
-            "turtledemo",
-            "lib2to3",
-            "ensurepip",
-            "config-3.11-x86_64-linux-gnu",
-            "dist-packages",
-            "site-packages",
-        ],
-        degraded_holds: &["attacks/environment"],
-    },
-    HostSpec { name: "hnode", static_build: true, vars: &[], left_out: &[], degraded_holds: &["attacks/environment"] },
-];
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-
-    /// Every case that must hold without landlock exists, and declares no need of landlock.
-    #[test]
-    fn degraded_holds_name_cases_that_need_no_landlock() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        for host in HOSTS {
-            for name in host.degraded_holds {
-                let dir = root.join("hosts").join(host.name).join(name);
-                let case = h_testkit::Case::load::<&str, &str>(&dir, &[]).unwrap();
-                assert_eq!(case.needs().landlock_abi, None, "{}/{name} must hold without landlock", host.name);
-            }
-        }
-    }
-}

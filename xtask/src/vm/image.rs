@@ -17,9 +17,9 @@ use h_resolve::{is_elf, loaded_objects_with, Search};
 
 use super::binaries::{require_static, Binaries, Built};
 use super::cpio::{name_of, Cpio, DIRECTORY, REGULAR};
-use super::guest::FOLDERS;
 use super::hosts::GUEST_FILES;
 use super::protocol::{GuestConfig, GuestHost, CONFIG_PATH};
+use h_testkit::FOLDERS;
 
 /// The unprivileged user of the guest (`h-test`).
 const UID: u32 = 1000;
@@ -78,19 +78,20 @@ fn mirror_closure(cpio: &mut Cpio, programs: &[PathBuf], outside: Option<&Path>)
 }
 
 fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
-    let name = host.spec.name;
+    let name = host.manifest.name.as_str();
+    let left_out: Vec<&str> = host.manifest.vm.left_out.iter().map(String::as_str).collect();
     let binary = PathBuf::from("/bin").join(name);
     cpio.file(&name_of(&binary), 0o755, &std::fs::read(&host.binary)?)?;
     let mut programs = Vec::new();
-    if !host.spec.static_build {
+    if !host.manifest.vm.static_build {
         programs.push(host.binary.clone());
     }
     for file in &host.table {
         let meta = std::fs::metadata(&file.path).with_context(|| format!("{name} grants {}", file.path.display()))?;
         if meta.is_dir() {
             cpio.mirror(&file.path)?;
-            cpio.tree(&name_of(&file.path), &file.path, host.spec.left_out)?;
-            elf_files(&file.path, host.spec.left_out, &mut programs)?;
+            cpio.tree(&name_of(&file.path), &file.path, &left_out)?;
+            elf_files(&file.path, &left_out, &mut programs)?;
         } else {
             cpio.mirror(&file.path)?;
             if is_elf(&file.path) {
@@ -114,17 +115,9 @@ fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
             cpio.tree(&name_of(&cases.join(folder)), &from, &[])?;
         }
     }
-    let vars = host.spec.vars.iter().map(|(variable, build)| {
-        let value = host.env.get(*build).with_context(|| format!("{name}'s build set no {build}"))?;
-        Ok((variable.to_string(), value.clone()))
-    });
-    Ok(GuestHost {
-        name: name.to_string(),
-        binary,
-        cases,
-        vars: vars.collect::<Result<_>>()?,
-        degraded_holds: host.spec.degraded_holds.iter().map(|case| case.to_string()).collect(),
-    })
+    let build_values: Vec<(&str, &str)> = host.env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    let vars = host.manifest.case_vars(&build_values).map_err(anyhow::Error::msg)?;
+    Ok(GuestHost { name: name.to_string(), binary, cases, vars })
 }
 
 /// busybox and its applets in `/bin` (the programs cases run outside the sandbox: `sleep`,

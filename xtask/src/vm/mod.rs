@@ -69,6 +69,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         written.elapsed().as_secs_f64()
     );
 
+    let host_names: Vec<String> = binaries.hosts.iter().map(|host| host.manifest.name.clone()).collect();
     let logs = root.join("target/vm/logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let queue: Mutex<Vec<(usize, Kernel, KernelImage)>> = Mutex::new(
@@ -85,7 +86,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
                 let Some((index, kernel, image)) = next else { break };
                 eprintln!("vm-test: booting {} ({})", kernel.version, image.package);
                 let log = logs.join(format!("{}.log", kernel.version));
-                let row = qemu::boot(kernel, &image, &initramfs, filter.as_deref(), &log);
+                let row = qemu::boot(kernel, &image, &initramfs, filter.as_deref(), &host_names, &log);
                 eprintln!("vm-test: {} done in {}s", kernel.version, row.seconds);
                 for failure in &row.failures {
                     eprintln!("vm-test: {}: {failure}", kernel.version);

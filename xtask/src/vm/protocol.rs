@@ -36,8 +36,6 @@ pub struct GuestHost {
     pub cases: PathBuf,
     /// Build values substituted in the cases' expectations (`$LIBPYTHON`).
     pub vars: Vec<(String, String)>,
-    /// Cases (`FOLDER/NAME`) that must run, and pass, without landlock (`--allow-degraded`).
-    pub degraded_holds: Vec<String>,
 }
 
 /// One line of the guest's report.

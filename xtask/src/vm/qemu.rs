@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use h_testkit::{Tally, Verdict};
 
-use super::hosts::HOSTS;
 use super::kernels::{Kernel, KernelImage};
 use super::protocol::Message;
 
@@ -44,6 +43,8 @@ pub struct Row {
     pub failures: Vec<String>,
     /// The guest reported everything it ran.
     pub complete: bool,
+    /// The hosts the guest must report, in order.
+    pub expected_hosts: Vec<String>,
 }
 
 impl Row {
@@ -92,8 +93,9 @@ impl Row {
             .collect()
     }
 
-    fn new(kernel: Kernel) -> Row {
+    fn new(kernel: Kernel, expected_hosts: &[String]) -> Row {
         Row {
+            expected_hosts: expected_hosts.to_vec(),
             kernel,
             release: String::new(),
             abi: String::new(),
@@ -168,7 +170,7 @@ impl Row {
             self.failures.push(format!("landlock ABI {} where the matrix expects {expected}", self.abi));
         }
         let reported: Vec<&str> = self.hosts.iter().map(|host| host.host.as_str()).collect();
-        let wanted: Vec<&str> = HOSTS.iter().map(|host| host.name).collect();
+        let wanted: Vec<&str> = self.expected_hosts.iter().map(String::as_str).collect();
         if self.complete && reported != wanted {
             self.failures.push(format!("the guest reported hosts {reported:?}, not {wanted:?}"));
         }
@@ -181,9 +183,16 @@ impl Row {
 }
 
 /// Boots `kernel` with `initramfs`, keeping the console in `log`, and reads its report.
-pub fn boot(kernel: Kernel, image: &KernelImage, initramfs: &Path, filter: Option<&str>, log: &Path) -> Row {
+pub fn boot(
+    kernel: Kernel,
+    image: &KernelImage,
+    initramfs: &Path,
+    filter: Option<&str>,
+    hosts: &[String],
+    log: &Path,
+) -> Row {
     let started = Instant::now();
-    let mut row = Row::new(kernel);
+    let mut row = Row::new(kernel, hosts);
     match boot_and_read(kernel, image, initramfs, filter, log) {
         Ok(console) => row.read_console(&console),
         Err(error) => row.failures.push(format!("{error:#}")),
@@ -288,24 +297,27 @@ mod tests {
             "[    1.0] some kernel line".to_string(),
             Message::Kernel { release: "5.10.0-32-cloud-amd64".into(), abi: None }.line(),
         ];
-        for host in HOSTS {
-            let run =
-                Run { name: format!("{}/cases/hello", host.name), user: Some("user".into()), verdict: Verdict::Passed };
-            lines.push(Message::Run { host: Some(host.name.into()), run, ms: 1 }.line());
-            lines.push(Message::Host { host: host.name.into(), enforced: vec![] }.line());
+        let hosts = ["hlua", "hsh"].map(String::from);
+        for host in &hosts {
+            let run = Run { name: format!("{host}/cases/hello"), user: Some("user".into()), verdict: Verdict::Passed };
+            lines.push(Message::Run { host: Some(host.clone()), run, ms: 1 }.line());
+            lines.push(Message::Host { host: host.clone(), enforced: vec![] }.line());
         }
-        lines.push(Message::Done { runs: HOSTS.len() }.line());
+        lines.push(Message::Done { runs: hosts.len() }.line());
         lines.push("H-VM-EXIT 0".into());
-        let mut row = Row::new(KERNELS[0]);
+        let mut row = Row::new(KERNELS[0], &hosts);
         row.read_console(&lines.join("\n"));
         assert!(row.ok(), "{:?}", row.failures);
-        assert_eq!(row.lines().len(), HOSTS.len());
-        let mut lost = Row::new(KERNELS[0]);
+        assert_eq!(row.lines().len(), hosts.len());
+        let mut other = Row::new(KERNELS[0], &["hlua".to_string()]);
+        other.read_console(&lines.join("\n"));
+        assert!(!other.ok(), "a host the guest was not to run");
+        let mut lost = Row::new(KERNELS[0], &hosts);
         lost.read_console(
             &lines.iter().filter(|line| !line.contains("hsh/cases")).cloned().collect::<Vec<_>>().join("\n"),
         );
         assert!(!lost.ok());
-        let mut wrong = Row::new(KERNELS[1]);
+        let mut wrong = Row::new(KERNELS[1], &hosts);
         wrong.read_console(&lines.join("\n"));
         assert!(!wrong.ok(), "6.1 must report ABI 2");
     }

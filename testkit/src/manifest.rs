@@ -1,0 +1,207 @@
+//! A host's manifest, `hosts/HOST/host.toml`: what the tools around a host know of it (its case
+//! harness, `cargo xtask` and the Nix build, which reads the same file with `builtins.fromTOML`).
+//! The host's policy (rlimits, devices, runtime files) stays typed Rust in its crate and its
+//! filter in `filters/HOST.toml`: a new host is its crate, this manifest, its filter and its
+//! cases, and no other file names it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The manifest's file name inside a host crate.
+pub const MANIFEST_FILE: &str = "host.toml";
+
+/// One host's manifest.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The binary and crate name (`hlua`), the same as the crate directory's.
+    pub name: String,
+    /// The language the host runs (`Lua 5.4`).
+    pub language: String,
+    /// One line for package descriptions.
+    pub description: String,
+    pub cases: Cases,
+    pub vm: Vm,
+    pub nix: Nix,
+    pub bench: Bench,
+}
+
+/// What the case harness needs besides the cases.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Cases {
+    /// The bare interpreter of the control runs; a word `${NAME}` is the build value `NAME`
+    /// (a `cargo:rustc-env` of the host's build script, handed over by its `tests/cases.rs`).
+    pub control: Vec<String>,
+    /// Build values substituted in the cases' expectations: `"$LIBPYTHON" = "H_LIBPYTHON"`, so
+    /// that no interpreter version is a literal of a case.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// What the QEMU guest of `cargo xtask vm-test` needs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Vm {
+    /// Built with `+crt-static` (false for a host that `dlopen`s extension modules, whose ELF
+    /// closure goes into the guest instead).
+    pub static_build: bool,
+    /// Entries of the directories of the host's landlock table left out of the guest (file names,
+    /// at any depth): what no case reads and the image would only carry.
+    #[serde(default)]
+    pub left_out: Vec<String>,
+}
+
+/// How the Nix build packages the host.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Nix {
+    /// The nixpkgs attribute of the interpreter (`python3`); empty when the interpreter is
+    /// linked into the host (hlua).
+    pub interpreter: String,
+    /// The interpreter's program inside that package (`bin/python3`).
+    pub program: String,
+    /// Build variables set to the program's store path (what the build script resolves).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Names under which the VM tests put the program on the case PATH (control runs, and cases
+    /// that run the interpreter by name).
+    #[serde(default)]
+    pub controls: Vec<String>,
+    /// The interpreter is also a build input (linked against, as hpython links libpython).
+    #[serde(default)]
+    pub link: bool,
+}
+
+/// The workloads of `cargo xtask bench`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bench {
+    /// The bare interpreter the host is compared with, as the machine has it.
+    pub bare: Vec<String>,
+    pub workloads: Vec<Workload>,
+}
+
+/// One row of the benchmark table.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// What it measures (`hello`, `200k write+flush to a pipe`).
+    pub name: String,
+    /// The script and its arguments, relative to the repository's root.
+    pub script: Vec<String>,
+    /// Hyperfine runs.
+    pub runs: u32,
+}
+
+impl Manifest {
+    /// Reads `host.toml` of the host crate `crate_dir`; its name must be the directory's.
+    pub fn load(crate_dir: &Path) -> Result<Manifest, String> {
+        let path = crate_dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+        let dir_name = crate_dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if manifest.name != dir_name {
+            return Err(format!(
+                "{}: name {:?} is not the crate directory's {dir_name:?}",
+                path.display(),
+                manifest.name
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The control interpreter's words with `${NAME}` replaced by the build value `NAME`.
+    pub fn control(&self, build_values: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        self.cases
+            .control
+            .iter()
+            .map(|word| match word.strip_prefix("${").and_then(|rest| rest.strip_suffix('}')) {
+                None => Ok(word.clone()),
+                Some(name) => build_values
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .map(|(_, value)| value.to_string())
+                    .ok_or_else(|| {
+                        format!("{}: the control names ${{{name}}}, which the build does not give", self.name)
+                    }),
+            })
+            .collect()
+    }
+
+    /// The case variables with their build values: `("$LIBPYTHON", "libpython3.11.so.1.0")`.
+    pub fn case_vars(&self, build_values: &[(&str, &str)]) -> Result<Vec<(String, String)>, String> {
+        self.cases
+            .vars
+            .iter()
+            .map(|(variable, name)| {
+                build_values
+                    .iter()
+                    .find(|(known, _)| known == name)
+                    .map(|(_, value)| (variable.clone(), value.to_string()))
+                    .ok_or_else(|| format!("{}: {variable} names {name}, which the build does not give", self.name))
+            })
+            .collect()
+    }
+}
+
+/// The host crates of the repository at `root`: every `hosts/*` directory with a manifest, by name.
+pub fn host_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("hosts"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|dir| dir.join(MANIFEST_FILE).is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// Every host's manifest, by name.
+pub fn manifests(root: &Path) -> Result<Vec<Manifest>, String> {
+    let manifests: Vec<Manifest> = host_dirs(root).iter().map(|dir| Manifest::load(dir)).collect::<Result<_, _>>()?;
+    if manifests.is_empty() {
+        return Err(format!("no hosts/*/{MANIFEST_FILE} under {}", root.display()));
+    }
+    Ok(manifests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    }
+
+    #[test]
+    fn every_host_has_a_manifest_that_reads() {
+        let manifests = manifests(root()).unwrap();
+        let names: Vec<&str> = manifests.iter().map(|manifest| manifest.name.as_str()).collect();
+        assert_eq!(names, ["hlua", "hnode", "hpython", "hsh"]);
+        for manifest in &manifests {
+            assert!(!manifest.bench.workloads.is_empty(), "{}: no workload", manifest.name);
+            for workload in &manifest.bench.workloads {
+                assert!(root().join(&workload.script[0]).is_file(), "{}: {:?}", manifest.name, workload.script);
+            }
+        }
+    }
+
+    #[test]
+    fn build_values_are_substituted_or_refused() {
+        let mut manifest = Manifest::load(&root().join("hosts/hpython")).unwrap();
+        let values = [("H_PYTHON_EXECUTABLE", "/usr/bin/python3.11"), ("H_LIBPYTHON", "libpython3.11.so.1.0")];
+        assert_eq!(manifest.control(&values).unwrap(), ["/usr/bin/python3.11", "-I", "-S"]);
+        assert_eq!(
+            manifest.case_vars(&values).unwrap(),
+            [("$LIBPYTHON".to_string(), "libpython3.11.so.1.0".to_string())]
+        );
+        assert!(manifest.control(&[]).is_err());
+        manifest.cases.vars.insert("$X".into(), "H_NOT_GIVEN".into());
+        assert!(manifest.case_vars(&values).unwrap_err().contains("H_NOT_GIVEN"));
+    }
+}
