@@ -26,7 +26,7 @@ let
     ''
       mkdir -p $out/bin
     ''
-    + lib.concatStrings (lib.mapAttrsToList (name: program: "ln -s ${program} $out/bin/${name}\n") controls)
+    + lib.concatStringsSep "" (lib.mapAttrsToList (name: program: "ln -s ${program} $out/bin/${name}\n") controls)
   );
 in
 mkShell {

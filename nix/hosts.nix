@@ -19,7 +19,7 @@ let
       nix = manifest.nix;
       interpreter = pkgs.${nix.interpreter};
       program = "${interpreter}/${nix.program}";
-      linked = lib.optional (nix.link or false) interpreter;
+      linked = lib.optionals (nix.link or false) [ interpreter ];
     in
     {
       inherit (manifest) description;

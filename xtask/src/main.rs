@@ -11,6 +11,7 @@
 mod bench;
 mod compat;
 mod fakestore;
+mod new_host;
 mod nixcheck;
 mod vm;
 
