@@ -290,6 +290,7 @@ impl Runner {
         command.env("PATH", CASE_PATH);
         command.env("HOME", work.join("home"));
         command.env("WORK", &work);
+        command.env("HELPERS", self.scratch.helpers());
         for (variable, value) in &case.env {
             command.env(variable, substitute(value, &work));
         }

@@ -101,13 +101,32 @@ pub(crate) struct Scratch {
     pub(crate) root: PathBuf,
 }
 
+/// Programs the cases of every host share (`$HELPERS/NAME` in a caller script), compiled into
+/// the runner so that every place it runs (`cargo xtask test`, the QEMU guest, the NixOS VM
+/// tests) has them.
+const HELPERS: &[(&str, &str)] = &[("scan_memory.py", include_str!("../helpers/scan_memory.py"))];
+
 impl Scratch {
     pub(crate) fn new(host: &str) -> io::Result<Scratch> {
         let root = std::env::temp_dir().join(format!("h-cases-{host}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(annotate(&root))?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
-        Ok(Scratch { root })
+        let scratch = Scratch { root };
+        let helpers = scratch.helpers();
+        std::fs::create_dir_all(&helpers).map_err(annotate(&helpers))?;
+        std::fs::set_permissions(&helpers, std::fs::Permissions::from_mode(0o755))?;
+        for (name, text) in HELPERS {
+            let path = helpers.join(name);
+            std::fs::write(&path, text).map_err(annotate(&path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(scratch)
+    }
+
+    /// The directory of the shared helpers (readable by every user).
+    pub(crate) fn helpers(&self) -> PathBuf {
+        self.root.join("helpers")
     }
 }
 

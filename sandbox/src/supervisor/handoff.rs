@@ -37,30 +37,38 @@ pub(crate) fn settle(end: OwnedFd) -> io::Result<OwnedFd> {
     sys::adopt(unsafe { libc::dup3(end.as_raw_fd(), HANDOFF_FD, libc::O_CLOEXEC) })
 }
 
-/// Sends `listener` over the host's end; both are closed when this returns.
-pub(crate) fn send(end: OwnedFd, listener: OwnedFd) -> io::Result<()> {
+/// Runs `transfer` with a message of one data byte and room for one descriptor's SCM_RIGHTS
+/// header, its buffers alive for the call.
+fn with_one_descriptor_message<T>(transfer: impl FnOnce(&mut libc::msghdr) -> T) -> T {
     let mut byte = [0u8; 1];
     let mut data = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: byte.len() };
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut control = vec![0u8; space];
     // SAFETY: an all-zero msghdr is valid; its pointers are set below to buffers that outlive
-    // the call.
+    // `transfer`.
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
     message.msg_iov = &mut data;
     message.msg_iovlen = 1;
     message.msg_control = control.as_mut_ptr().cast();
     message.msg_controllen = space;
-    // SAFETY: the control buffer holds one SCM_RIGHTS header with room for one descriptor.
-    unsafe {
-        let header = libc::CMSG_FIRSTHDR(&message);
-        (*header).cmsg_level = libc::SOL_SOCKET;
-        (*header).cmsg_type = libc::SCM_RIGHTS;
-        (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), listener.as_raw_fd());
-    }
-    // SAFETY: a complete msghdr on our socket.
-    let sent = unsafe { libc::sendmsg(end.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+    transfer(&mut message)
+}
+
+/// Sends `listener` over the host's end; both are closed when this returns.
+pub(crate) fn send(end: OwnedFd, listener: OwnedFd) -> io::Result<()> {
+    let sent = with_one_descriptor_message(|message| {
+        // SAFETY: the control buffer holds one SCM_RIGHTS header with room for one descriptor.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(message);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), listener.as_raw_fd());
+        }
+        // SAFETY: a complete msghdr on our socket.
+        unsafe { libc::sendmsg(end.as_raw_fd(), message, libc::MSG_NOSIGNAL) }
+    });
     drop(listener);
     if sent != 1 {
         return Err(if sent < 0 { sys::last_error() } else { io::Error::other("short send") });
@@ -71,33 +79,24 @@ pub(crate) fn send(end: OwnedFd, listener: OwnedFd) -> io::Result<()> {
 /// In the supervisor: the listener the host sent, or `None` when the host closed its end first
 /// (it failed before installing its filter, and says why itself).
 pub(crate) fn receive(end: &OwnedFd) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut data = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: byte.len() };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: as in `send`.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut data;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = space;
-    // SAFETY: a complete msghdr with buffers that outlive the call; CMSG_CLOEXEC marks the
-    // received descriptor close-on-exec.
-    let received = unsafe { libc::recvmsg(end.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC) };
-    if received < 0 {
-        return Err(sys::last_error());
-    }
-    if received == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the kernel filled the control buffer; the first header, if any, is ours to read.
-    unsafe {
-        let header = libc::CMSG_FIRSTHDR(&message);
-        if header.is_null() || (*header).cmsg_level != libc::SOL_SOCKET || (*header).cmsg_type != libc::SCM_RIGHTS {
-            return Err(io::Error::other("the host sent no descriptor"));
+    with_one_descriptor_message(|message| {
+        // SAFETY: a complete msghdr with buffers that outlive the call; CMSG_CLOEXEC marks the
+        // received descriptor close-on-exec.
+        let received = unsafe { libc::recvmsg(end.as_raw_fd(), message, libc::MSG_CMSG_CLOEXEC) };
+        if received < 0 {
+            return Err(sys::last_error());
         }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<RawFd>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
-    }
+        if received == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the kernel filled the control buffer; the first header, if any, is ours to read.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(message);
+            if header.is_null() || (*header).cmsg_level != libc::SOL_SOCKET || (*header).cmsg_type != libc::SCM_RIGHTS {
+                return Err(io::Error::other("the host sent no descriptor"));
+            }
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<RawFd>());
+            Ok(Some(OwnedFd::from_raw_fd(fd)))
+        }
+    })
 }
