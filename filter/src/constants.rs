@@ -30,6 +30,9 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     // seccomp user notification ioctls (_IOWR('!', 0, struct seccomp_notif) and friends)
     ("SECCOMP_IOCTL_NOTIF_RECV", 0xc050_2100, 0xc050_2100),
     ("SECCOMP_IOCTL_NOTIF_SEND", 0xc018_2101, 0xc018_2101),
+    ("SECCOMP_IOCTL_NOTIF_ID_VALID", 0x4008_2102, 0x4008_2102),
+    // pidfd_open's flag for a thread that does not lead its group (Linux 6.9): O_EXCL
+    ("PIDFD_THREAD", 0o200, 0o200),
     // clocks (uapi/linux/time.h); the process's own CPU clocks are MAKE_PROCESS_CPUCLOCK(0, n)
     // and MAKE_THREAD_CPUCLOCK(0, n), negative ints: glibc passes them zero-extended (the kernel
     // reads 32 bits), other callers may sign-extend them; both name the same clock
@@ -173,6 +176,7 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("EPERM", 1, 1),
     ("EACCES", 13, 13),
     ("ENOSYS", 38, 38),
+    ("EOPNOTSUPP", 95, 95),
     // getrandom flags
     ("GRND_NONBLOCK", 1, 1),
     ("GRND_RANDOM", 2, 2),

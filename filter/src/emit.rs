@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use h_sandbox::seccomp_program::bpf::{
-    JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, NOTIFY_FIRST_ONLY, NOTIFY_REFUSED, OFFSET_ARCH, OFFSET_ARGS, OFFSET_NR,
-    SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_USER_NOTIF, X32_SYSCALL_BIT,
+    JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, NOTIFY_EMULATE, NOTIFY_FIRST_ONLY, NOTIFY_REFUSED, OFFSET_ARCH, OFFSET_ARGS,
+    OFFSET_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_USER_NOTIF, X32_SYSCALL_BIT,
 };
 use h_sandbox::seccomp_program::SockFilter;
 
@@ -56,6 +56,8 @@ pub fn action_name(action: u32) -> String {
         "NOTIFY (refused: answered and reported by the supervisor)".to_string()
     } else if action == SECCOMP_RET_USER_NOTIF | NOTIFY_FIRST_ONLY {
         "NOTIFY (first only: the supervisor lets the first call run, refuses the rest)".to_string()
+    } else if action == SECCOMP_RET_USER_NOTIF | NOTIFY_EMULATE {
+        "NOTIFY (emulated: the supervisor makes the call on what it has checked)".to_string()
     } else if action == SECCOMP_RET_KILL_PROCESS {
         "KILL_PROCESS (denied)".to_string()
     } else {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use h_sandbox::seccomp_program::bpf::{NOTIFY_FIRST_ONLY, SECCOMP_RET_ALLOW, SECCOMP_RET_USER_NOTIF};
+use h_sandbox::seccomp_program::bpf::{NOTIFY_EMULATE, NOTIFY_FIRST_ONLY, SECCOMP_RET_ALLOW, SECCOMP_RET_USER_NOTIF};
 use h_sandbox::seccomp_program::SockFilter;
 
 use crate::resolve::ResolvedRule;
@@ -52,6 +52,8 @@ pub fn render(host: &str, arch: Arch, rules: &[ResolvedRule], program: &[(SockFi
             "RuleAction::Allow".to_string()
         } else if rule.action == SECCOMP_RET_USER_NOTIF | NOTIFY_FIRST_ONLY {
             "RuleAction::FirstOnly".to_string()
+        } else if rule.action == SECCOMP_RET_USER_NOTIF | NOTIFY_EMULATE {
+            "RuleAction::Emulate".to_string()
         } else {
             format!("RuleAction::Errno({})", rule.action & 0xffff)
         };

@@ -2,7 +2,7 @@
 //! replaced by numbers, each condition checked for sense, and a readable description of each.
 
 use h_sandbox::seccomp_program::bpf::{
-    NOTIFY_FIRST_ONLY, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF,
+    NOTIFY_EMULATE, NOTIFY_FIRST_ONLY, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_USER_NOTIF,
 };
 
 use crate::constants::{self, UnknownConstant};
@@ -63,6 +63,8 @@ pub enum ResolveError {
     BadRange { syscall: String, subject: String },
     #[error("{syscall}: first_only and errno exclude each other")]
     FirstOnlyWithErrno { syscall: String },
+    #[error("{syscall}: emulate excludes errno and first_only")]
+    EmulateWithOther { syscall: String },
     #[error("{syscall}: errno {value} out of range")]
     Errno { syscall: String, value: u64 },
     #[error("the rule for {syscall}")]
@@ -147,7 +149,11 @@ fn resolve_rule(rule: &RuleSpec, arch: Arch) -> Result<ResolvedRule, ResolveErro
             arguments.push((condition.index, condition.name.clone()));
         }
     }
+    if rule.emulate && (rule.first_only || rule.errno.is_some()) {
+        return Err(ResolveError::EmulateWithOther { syscall: syscall() });
+    }
     let action = match &rule.errno {
+        None if rule.emulate => SECCOMP_RET_USER_NOTIF | NOTIFY_EMULATE,
         None if rule.first_only => SECCOMP_RET_USER_NOTIF | NOTIFY_FIRST_ONLY,
         None => SECCOMP_RET_ALLOW,
         Some(_) if rule.first_only => return Err(ResolveError::FirstOnlyWithErrno { syscall: syscall() }),
@@ -239,6 +245,10 @@ mod tests {
         assert!(matches!(
             refused(&format!("{head}errno = 1\nfirst_only = true\n")),
             ResolveError::FirstOnlyWithErrno { .. }
+        ));
+        assert!(matches!(
+            refused(&format!("{head}emulate = true\nfirst_only = true\n")),
+            ResolveError::EmulateWithOther { .. }
         ));
         assert!(matches!(refused(&format!("{head}errno = 4096\n")), ResolveError::Errno { value: 4096, .. }));
         assert!(matches!(refused(&format!("{head}errno = 0\n")), ResolveError::Errno { value: 0, .. }));

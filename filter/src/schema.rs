@@ -60,6 +60,10 @@ pub struct RuleSpec {
     /// Allow only the first matching call (the supervisor answers it) and refuse every later one.
     #[serde(default)]
     pub first_only: bool,
+    /// The supervisor makes the call itself, on what it has checked (a metadata call on a file
+    /// beneath a write grant), and answers with its result; the script's own call never runs.
+    #[serde(default)]
+    pub emulate: bool,
 }
 
 /// One file of `filters/`.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 /// The newest landlock ABI whose rights the ruleset asks for. Kernels with an older ABI enforce
@@ -155,21 +155,14 @@ pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<Landloc
     let Some(abi) = landlock_abi() else {
         return if allow_degraded { Ok(LandlockOutcome::Degraded) } else { Err(LandlockError::Unavailable) };
     };
-    let mut ruleset = Ruleset::default()
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(HANDLED_ABI))
         .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.scope(Scope::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.create())
         .map_err(LandlockError::Ruleset)?;
-    for rule in rules {
-        let is_directory = rule.path.is_dir();
-        let descriptor =
-            PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(descriptor, rule.access.rights(is_directory)))
-            .map_err(|source| LandlockError::Rule { path: rule.path.clone(), source })?;
-    }
+    let ruleset = add_rules(ruleset, rules.iter())?;
     let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
         RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => {
@@ -179,27 +172,42 @@ pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<Landloc
     }
 }
 
-/// The supervisor's own landlock domain: no TCP at all, and no filesystem access but, when it
-/// watches the run's CPU and memory, reading beneath /proc. No scope is set, because the
-/// supervisor must still signal the host, whose domain is not nested in its own. Skipped on a
-/// kernel without landlock (the host's own domain is what protects the system).
-pub(crate) fn restrict_supervisor(watch_proc: bool) -> Result<(), LandlockError> {
+/// Adds one rule per `rules` to a created ruleset.
+fn add_rules<'a>(
+    mut ruleset: RulesetCreated,
+    rules: impl Iterator<Item = &'a FsRule>,
+) -> Result<RulesetCreated, LandlockError> {
+    for rule in rules {
+        let is_directory = rule.path.is_dir();
+        let descriptor =
+            PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(descriptor, rule.access.rights(is_directory)))
+            .map_err(|source| LandlockError::Rule { path: rule.path.clone(), source })?;
+    }
+    Ok(ruleset)
+}
+
+/// The run's outer landlock domain, entered by the launcher before it forks: the supervisor
+/// stays in it and the host nests its own domain inside, so that the supervisor may still
+/// inspect the host (landlock lets a process trace only processes of its own domain or of a
+/// domain nested in it), which it needs to make the emulated calls (see
+/// `supervisor::emulation`). It grants exactly the host's rules and, when the supervisor watches
+/// the run's CPU and memory, reading beneath /proc; no TCP at all. The supervisor thus reaches
+/// no file the script cannot reach itself (before, it reached none). No scope is set: scopes
+/// are the host's. Skipped on a kernel without landlock (the host then decides as its policy says).
+pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<(), LandlockError> {
     if landlock_abi().is_none() {
         return Ok(());
     }
-    let mut ruleset = Ruleset::default()
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(HANDLED_ABI))
         .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.create())
         .map_err(LandlockError::Restrict)?;
-    if watch_proc {
-        let path = PathBuf::from("/proc");
-        let descriptor = PathFd::new(&path).map_err(|source| LandlockError::Path { path: path.clone(), source })?;
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(descriptor, FsAccess::Read.rights(true)))
-            .map_err(|source| LandlockError::Rule { path, source })?;
-    }
+    let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };
+    let ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
     let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
         RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(()),

@@ -98,10 +98,12 @@ pub enum SandboxError {
 ///
 /// 0. Check that the process has one thread: landlock restricts only the calling thread.
 ///    Close every inherited descriptor above stderr, replace the environment and overwrite the
-///    original environment strings in memory. Make the private stand-ins for stdio, then fork
-///    the supervisor (see `supervisor`), which owns the caller's descriptors, answers refused
-///    calls and ends the run; the parent never returns from here, the child (a new session
-///    with private stdio) goes on.
+///    original environment strings in memory. Make the private stand-ins for stdio, set
+///    `no_new_privs` and enter the run's outer landlock domain (the host's rules, which the
+///    supervisor keeps and the host's own domain nests in), then fork the supervisor (see
+///    `supervisor`), which owns the caller's descriptors, answers refused and emulated calls
+///    and ends the run; the parent never returns from here, the child (a new session with
+///    private stdio) goes on.
 /// 1. rlimits, first, while the host still may lower them all (`SIGXFSZ` is ignored so that a
 ///    file-size limit surfaces as `EFBIG` rather than a kill).
 /// 2. Capabilities: emptied (bounding set too where permitted), so root is no stronger than anyone;
@@ -146,7 +148,13 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         own_uid: tasks.own_uid,
         output_limit,
         run_budget: policy.run_budget,
+        write_grants: supervisor::WriteGrants::new(&fs_rules),
     };
+    // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
+    // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
+    privileges::set_no_new_privs()?;
+    filesystem::restrict_run(&fs_rules, policy.run_budget.is_some())?;
+    timing::mark("run domain");
     let handoff = supervisor::split(config, stdio)?;
     timing::mark("fork");
     limits::apply(&rlimits)?;

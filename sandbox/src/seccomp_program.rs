@@ -22,6 +22,9 @@ pub enum RuleAction {
     /// Let the first such call through (the supervisor answers it) and refuse every later one:
     /// the launcher's one exec of its interpreter.
     FirstOnly,
+    /// The supervisor makes the call itself on what it has checked and answers with its result
+    /// (see `supervisor::emulation`); the script's own call never runs.
+    Emulate,
 }
 
 /// A rule of the allow-list, described for humans.
@@ -78,6 +81,9 @@ impl SeccompProgram {
             Some((action, _)) if action == bpf::SECCOMP_RET_USER_NOTIF | bpf::NOTIFY_FIRST_ONLY => {
                 NotificationKind::FirstOnly
             }
+            Some((action, _)) if action == bpf::SECCOMP_RET_USER_NOTIF | bpf::NOTIFY_EMULATE => {
+                NotificationKind::Emulated
+            }
             _ => NotificationKind::Refused,
         }
     }
@@ -104,6 +110,8 @@ pub enum NotificationKind {
     Refused,
     /// A [`RuleAction::FirstOnly`] call: the first one runs, every later one is refused.
     FirstOnly,
+    /// A [`RuleAction::Emulate`] call: the supervisor makes it on the caller's behalf, or refuses it.
+    Emulated,
 }
 
 /// Return values and instruction encodings shared by the generator and the evaluator in the tests.
@@ -126,6 +134,8 @@ pub mod bpf {
     pub const NOTIFY_REFUSED: u32 = 0;
     /// Data bits of `SECCOMP_RET_USER_NOTIF`: a call allowed once ([`super::RuleAction::FirstOnly`]).
     pub const NOTIFY_FIRST_ONLY: u32 = 1;
+    /// Data bits of `SECCOMP_RET_USER_NOTIF`: a call the supervisor makes itself ([`super::RuleAction::Emulate`]).
+    pub const NOTIFY_EMULATE: u32 = 2;
 
     /// Offsets in `struct seccomp_data`.
     pub const OFFSET_NR: u32 = 0;

@@ -71,6 +71,7 @@ impl PolicyReport {
                         RuleAction::Allow => "allow".to_string(),
                         RuleAction::Errno(errno) => format!("errno {errno}"),
                         RuleAction::FirstOnly => "allow once".to_string(),
+                        RuleAction::Emulate => "emulate".to_string(),
                     };
                     (action, rule.syscall, rule.conditions.to_vec(), rule.why)
                 })

@@ -19,7 +19,9 @@
 //! and in every process the sandbox creates.
 
 mod accounting;
+mod caller;
 mod children;
+mod emulation;
 mod handoff;
 mod hardening;
 mod names;
@@ -38,6 +40,7 @@ use crate::syscall_filter::SeccompError;
 pub use accounting::RunBudget;
 use accounting::{Accounting, Spent};
 use children::{Children, Ending};
+pub(crate) use emulation::WriteGrants;
 pub use refusals::OnRefusal;
 use refusals::Reporter;
 use relay::Step;
@@ -71,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) output_limit: Option<u64>,
     /// What the whole run may use, where the kernel's limits bind each process alone.
     pub(crate) run_budget: Option<RunBudget>,
+    /// Where an emulated metadata call may act (the host's write grants).
+    pub(crate) write_grants: WriteGrants,
 }
 
 pub use handoff::HANDOFF_FD;
@@ -318,8 +323,7 @@ impl Supervisor {
         };
         // Nothing the script controls (no notification, no relayed byte) is read before this
         // function has returned, and it returns hardened or not at all.
-        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.accounting.is_some())
-        {
+        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit) {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
             self.children.end_all();
             self.relay.restore_terminal();
@@ -342,6 +346,29 @@ impl Supervisor {
         let mut what = refusals::describe(self.config.program, &data);
         if kind == NotificationKind::FirstOnly {
             what.push_str(" (only the launcher's first one is allowed)");
+        }
+        if kind == NotificationKind::Emulated {
+            let enabled = self.config.own_uid.is_none();
+            let grants = &self.config.write_grants;
+            match emulation::emulate(
+                self.config.program,
+                grants,
+                enabled,
+                listener,
+                notification.id,
+                notification.pid,
+                &data,
+            ) {
+                emulation::Answer::Made(result) => {
+                    let _ = refusals::answer_with(listener, notification.id, result);
+                    return;
+                }
+                emulation::Answer::Refused(reason) => {
+                    what.push_str(": ");
+                    what.push_str(reason);
+                }
+                emulation::Answer::Unreachable => {}
+            }
         }
         let kill = self.config.on_refusal == OnRefusal::Kill;
         if self.reporter.is_new(&what) || kill {

@@ -104,6 +104,19 @@ pub(crate) fn answer(listener: RawFd, id: u64, allow: bool) -> io::Result<()> {
     sys::check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) }).map(|_| ())
 }
 
+/// Answers notification `id` with the result of a call the supervisor made for the caller
+/// (an emulated call): its return value, or its errno.
+pub(crate) fn answer_with(listener: RawFd, id: u64, result: Result<i64, i32>) -> io::Result<()> {
+    let (val, error) = match result {
+        Ok(value) => (value, 0),
+        Err(errno) => (0, -errno),
+    };
+    let response = libc::seccomp_notif_resp { id, val, error, flags: 0 };
+    // SAFETY: the listener is a seccomp notification descriptor; the response is a complete
+    // `struct seccomp_notif_resp` that lives for the call.
+    sys::check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) }).map(|_| ())
+}
+
 /// Receives the next notification; `None` when its caller died meanwhile or the call was cut.
 pub(crate) fn receive(listener: RawFd) -> Option<libc::seccomp_notif> {
     // SAFETY: the kernel requires a zeroed struct and fills it.

@@ -1,0 +1,118 @@
+//! The caller of a notified call, as the supervisor may inspect it: a pidfd of the calling
+//! thread, its memory (read with `process_vm_readv`), its descriptors (duplicated with
+//! `pidfd_getfd`) and its working directory. The supervisor may do this because the host's
+//! landlock domain is nested in its own (`filesystem::restrict_run`) and both run as the same
+//! user; what it reads is only ever used as a copy, checked before anything acts on it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::sys;
+
+/// `ioctl(SECCOMP_IOCTL_NOTIF_ID_VALID)`: `_IOW('!', 2, __u64)`.
+const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+/// `pidfd_open` flag for a thread that does not lead its group (Linux 6.9).
+const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+/// The longest path the kernel takes, with its NUL.
+const PATH_MAX: usize = 4096;
+const PAGE: usize = 4096;
+
+/// The thread blocked in a notified call.
+pub(crate) struct Caller {
+    listener: RawFd,
+    id: u64,
+    tid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+impl Caller {
+    /// The caller of notification `id`; fails when it is gone, or cannot be inspected (a
+    /// thread that does not lead its process, on a kernel before 6.9).
+    pub(crate) fn open(listener: RawFd, id: u64, tid: u32) -> io::Result<Caller> {
+        let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        // Every argument goes as a full register (c_long): the filters compare all 64 bits.
+        // SAFETY: pidfd_open takes a pid and flags and returns a fresh descriptor or -1.
+        let open = |flags: libc::c_uint| unsafe {
+            libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(tid), libc::c_long::from(flags)) as libc::c_int
+        };
+        let pidfd = match sys::adopt(open(0)) {
+            // A thread that does not lead its process: EINVAL before Linux 6.9, ENOENT since,
+            // where PIDFD_THREAD names it.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+                sys::adopt(open(PIDFD_THREAD))?
+            }
+            other => other?,
+        };
+        let caller = Caller { listener, id, tid, pidfd };
+        caller.still_waiting()?;
+        Ok(caller)
+    }
+
+    /// Fails unless the call is still pending: the thread is then still blocked in it, so its
+    /// id names the same thread, and what was read of it is its own.
+    pub(crate) fn still_waiting(&self) -> io::Result<()> {
+        // SAFETY: the listener is a seccomp notification descriptor; the id lives for the call.
+        sys::check(unsafe { libc::ioctl(self.listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &self.id) }).map(|_| ())
+    }
+
+    /// Reads `buffer.len()` bytes at `address` of the caller's memory (a copy: the caller may
+    /// change the original at any time, and nothing but the copy is used).
+    pub(crate) fn read_memory(&self, address: u64, buffer: &mut [u8]) -> io::Result<()> {
+        let local = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+        let remote = libc::iovec { iov_base: address as usize as *mut libc::c_void, iov_len: buffer.len() };
+        // SAFETY: one local iovec over our buffer and one remote iovec the kernel checks
+        // against the caller's mappings; nothing of ours is written beyond the buffer.
+        let read = unsafe { libc::process_vm_readv(self.tid, &local, 1, &remote, 1, 0) };
+        if read < 0 {
+            return Err(sys::last_error());
+        }
+        if read as usize != buffer.len() {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        Ok(())
+    }
+
+    /// The NUL-terminated string at `address` (a path), read page by page so that a string
+    /// ending just before an unmapped page is read whole; ENAMETOOLONG past `PATH_MAX`.
+    pub(crate) fn read_path(&self, address: u64) -> io::Result<Vec<u8>> {
+        if address == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        let mut path = Vec::new();
+        let mut at = address;
+        while path.len() < PATH_MAX {
+            let in_page = PAGE - (at as usize % PAGE);
+            let mut chunk = vec![0u8; in_page.min(PATH_MAX - path.len())];
+            self.read_memory(at, &mut chunk)?;
+            if let Some(end) = chunk.iter().position(|&byte| byte == 0) {
+                path.extend_from_slice(&chunk[..end]);
+                return Ok(path);
+            }
+            path.extend_from_slice(&chunk);
+            at += chunk.len() as u64;
+        }
+        Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG))
+    }
+
+    /// A duplicate of the caller's descriptor `fd` (close-on-exec).
+    pub(crate) fn descriptor(&self, fd: u64) -> io::Result<OwnedFd> {
+        let fd = libc::c_int::try_from(fd as i64).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: pidfd_getfd takes a pidfd of ours, a descriptor number of the caller and no
+        // flags, and returns a fresh descriptor or -1.
+        sys::adopt(unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_getfd,
+                libc::c_long::from(self.pidfd.as_raw_fd()),
+                libc::c_long::from(fd),
+                0 as libc::c_long,
+            ) as libc::c_int
+        })
+    }
+
+    /// The caller's working directory, opened as a path (`/proc/TID/cwd`).
+    pub(crate) fn working_directory(&self) -> io::Result<OwnedFd> {
+        let path = format!("/proc/{}/cwd\0", self.tid);
+        // SAFETY: a NUL-terminated path we own; O_PATH opens no file for I/O.
+        sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })
+    }
+}

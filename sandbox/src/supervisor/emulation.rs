@@ -1,0 +1,359 @@
+//! Emulated calls (`RuleAction::Emulate`): metadata calls landlock does not govern, made by the
+//! supervisor on the script's behalf where they stay within what landlock already lets the
+//! script write, and refused everywhere else.
+//!
+//! - `chmod`, `fchmodat`, `fchmodat2` and `utimensat` on a path: the supervisor reads the path
+//!   from the caller's memory (a copy), opens it from the caller's working directory or
+//!   descriptor as the call would (following a last symlink unless `AT_SYMLINK_NOFOLLOW`), and
+//!   acts on the object it opened only if that object is a regular file or a directory whose
+//!   path (as the kernel names the opened object, `/proc/self/fd/N`) lies beneath one of the
+//!   host's write grants. A symlink into a grant that points outside it is judged by where it
+//!   points; the script cannot move a file across a grant's edge (landlock's rename and link
+//!   rules), so the check still holds after it.
+//! - `fchmod` and `utimensat` on a descriptor (`futimens`): only on a regular file the caller
+//!   holds open for writing: landlock admitted that write when the file was opened (every
+//!   descriptor the script holds was opened under the sandbox; stdio is the supervisor's pipes).
+//! - A mode with the set-user-ID or set-group-ID bit is refused: as root, a file the sandbox
+//!   wrote could otherwise become a set-user-ID program for everyone after the run.
+//!
+//! The supervisor acts with the caller's own credentials (the same user; run by root, the
+//! sandbox has a real uid of its own, which the supervisor cannot inspect, so every emulated
+//! call is refused there). The call the script made never runs: the answer carries the result
+//! of the supervisor's call, or EPERM and a refusal line naming why.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use super::caller::Caller;
+use super::sys;
+use crate::filesystem::{FsAccess, FsRule};
+use crate::seccomp_program::SeccompProgram;
+
+/// Where the emulated calls may act: the canonical paths of the host's write grants, and
+/// whether each is a directory.
+pub(crate) struct WriteGrants {
+    roots: Vec<(PathBuf, bool)>,
+}
+
+impl WriteGrants {
+    /// The grants of `rules` that allow writing, resolved now (a grant that does not resolve
+    /// admits nothing).
+    pub(crate) fn new(rules: &[FsRule]) -> WriteGrants {
+        let roots = rules
+            .iter()
+            .filter(|rule| rule.access == FsAccess::ReadWrite)
+            .filter_map(|rule| std::fs::canonicalize(&rule.path).ok())
+            .map(|root| {
+                let is_directory = root.is_dir();
+                (root, is_directory)
+            })
+            .collect();
+        WriteGrants { roots }
+    }
+
+    /// Whether `path` (absolute, canonical) lies beneath a directory grant (not the granted
+    /// directory itself, which the user handed over but did not give away), or is a file grant.
+    fn admit(&self, path: &Path) -> bool {
+        self.roots.iter().any(
+            |(root, is_directory)| {
+                if *is_directory {
+                    path != root && path.starts_with(root)
+                } else {
+                    path == root
+                }
+            },
+        )
+    }
+}
+
+/// How an emulated call ends.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The supervisor made the call: its return value, or the errno it failed with.
+    Made(Result<i64, i32>),
+    /// The call is outside what may be emulated: refused, with the reason shown.
+    Refused(&'static str),
+    /// The caller is gone, or cannot be inspected: refused without a reason worth a line.
+    Unreachable,
+}
+
+/// What the call changes.
+enum Change {
+    /// `chmod` to this mode.
+    Mode(u32),
+    /// `utimensat` with these times (`None`: now).
+    Times(Option<[libc::timespec; 2]>),
+}
+
+/// Which object: a descriptor, or a path from a directory descriptor (`AT_FDCWD` included).
+enum Object {
+    Descriptor(u64),
+    Path { directory: u64, address: u64, follow: bool, empty_allowed: bool },
+}
+
+const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
+const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
+const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
+/// The mode bits an emulated chmod may set: permissions and the sticky bit.
+const ALLOWED_MODE: u32 = 0o1777;
+
+/// Emulates notified call `data` of `tid` (notification `id` on `listener`), or says why not.
+pub(crate) fn emulate(
+    program: &SeccompProgram,
+    grants: &WriteGrants,
+    enabled: bool,
+    listener: RawFd,
+    id: u64,
+    tid: u32,
+    data: &libc::seccomp_data,
+) -> Answer {
+    if !enabled {
+        return Answer::Refused("run by root, the sandbox's own uid cannot be inspected");
+    }
+    let args = data.args;
+    let (object, change_address, mode) = match program.syscall_name(data.nr as u32) {
+        Some("chmod") => (
+            Object::Path { directory: AT_FDCWD, address: args[0], follow: true, empty_allowed: false },
+            None,
+            Some(args[1]),
+        ),
+        Some("fchmodat") => (
+            Object::Path { directory: args[0], address: args[1], follow: true, empty_allowed: false },
+            None,
+            Some(args[2]),
+        ),
+        Some("fchmodat2") => {
+            if args[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+                return Answer::Made(Err(libc::EINVAL));
+            }
+            let follow = args[3] & AT_SYMLINK_NOFOLLOW == 0;
+            let empty_allowed = args[3] & AT_EMPTY_PATH != 0;
+            (Object::Path { directory: args[0], address: args[1], follow, empty_allowed }, None, Some(args[2]))
+        }
+        Some("fchmod") => (Object::Descriptor(args[0]), None, Some(args[1])),
+        Some("utimensat") => {
+            if args[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+                return Answer::Made(Err(libc::EINVAL));
+            }
+            let object = if args[1] == 0 {
+                Object::Descriptor(args[0])
+            } else {
+                let follow = args[3] & AT_SYMLINK_NOFOLLOW == 0;
+                Object::Path {
+                    directory: args[0],
+                    address: args[1],
+                    follow,
+                    empty_allowed: args[3] & AT_EMPTY_PATH != 0,
+                }
+            };
+            (object, Some(args[2]), None)
+        }
+        _ => return Answer::Refused("no emulation for this call"),
+    };
+    let Ok(caller) = Caller::open(listener, id, tid) else { return Answer::Unreachable };
+    let change = match (mode, change_address) {
+        (Some(mode), _) => {
+            let Ok(mode) = u32::try_from(mode & 0xffff_ffff) else { return Answer::Made(Err(libc::EINVAL)) };
+            if mode & !ALLOWED_MODE & 0o7777 != 0 {
+                return Answer::Refused("set-user-ID and set-group-ID bits are never set for the script");
+            }
+            Change::Mode(mode & 0o7777)
+        }
+        (None, Some(0)) => Change::Times(None),
+        (None, Some(address)) => {
+            let mut bytes = [0u8; 2 * std::mem::size_of::<libc::timespec>()];
+            if caller.read_memory(address, &mut bytes).is_err() {
+                return Answer::Made(Err(libc::EFAULT));
+            }
+            // SAFETY: two timespecs are plain integers; any bit pattern is a value (the kernel
+            // validates the nanoseconds itself).
+            Change::Times(Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<[libc::timespec; 2]>()) }))
+        }
+        (None, None) => return Answer::Refused("no emulation for this call"),
+    };
+    let opened = match object {
+        Object::Descriptor(fd) => open_descriptor(&caller, fd),
+        Object::Path { directory, address, follow, empty_allowed } => {
+            open_path(&caller, grants, directory, address, follow, empty_allowed)
+        }
+    };
+    let target = match opened {
+        Ok(target) => target,
+        Err(Refusal::Errno(errno)) => return Answer::Made(Err(errno)),
+        Err(Refusal::Outside(reason)) => return Answer::Refused(reason),
+    };
+    // Everything read of the caller was its own: the call is still pending.
+    if caller.still_waiting().is_err() {
+        return Answer::Unreachable;
+    }
+    Answer::Made(perform(&target, &change))
+}
+
+/// Why an object is not acted on.
+enum Refusal {
+    /// What the call itself would have failed with.
+    Errno(i32),
+    /// Outside what may be emulated.
+    Outside(&'static str),
+}
+
+fn errno_of(error: io::Error) -> Refusal {
+    Refusal::Errno(error.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The object to act on, and how: a descriptor of its own (`fchmod`, `futimens`), or an
+/// `O_PATH` descriptor reached through `/proc/self/fd`.
+enum Target {
+    Open(OwnedFd),
+    Path(OwnedFd),
+}
+
+/// `fstat` of a descriptor of ours.
+fn status(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one stat we own.
+    sys::check(unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) })?;
+    Ok(stat)
+}
+
+/// A descriptor of the caller: a regular file it holds open for writing.
+fn open_descriptor(caller: &Caller, fd: u64) -> Result<Target, Refusal> {
+    let duplicate = caller.descriptor(fd).map_err(errno_of)?;
+    let stat = status(&duplicate).map_err(errno_of)?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Refusal::Outside("only a regular file the script holds open for writing"));
+    }
+    // SAFETY: F_GETFL reads the flags of a descriptor we own.
+    let flags = sys::check(unsafe { libc::fcntl(duplicate.as_raw_fd(), libc::F_GETFL) }).map_err(errno_of)?;
+    if flags & libc::O_ACCMODE == libc::O_RDONLY || flags & libc::O_PATH != 0 {
+        return Err(Refusal::Outside("only a regular file the script holds open for writing"));
+    }
+    Ok(Target::Open(duplicate))
+}
+
+/// A path of the caller, opened as the call would, admitted only beneath a write grant.
+fn open_path(
+    caller: &Caller,
+    grants: &WriteGrants,
+    directory: u64,
+    address: u64,
+    follow: bool,
+    empty_allowed: bool,
+) -> Result<Target, Refusal> {
+    let path = caller.read_path(address).map_err(errno_of)?;
+    let base = if path.first() == Some(&b'/') {
+        None
+    } else if directory == AT_FDCWD {
+        Some(caller.working_directory().map_err(errno_of)?)
+    } else {
+        Some(caller.descriptor(directory).map_err(errno_of)?)
+    };
+    let object = if path.is_empty() {
+        match (empty_allowed, base) {
+            (true, Some(base)) => base,
+            _ => return Err(Refusal::Errno(libc::ENOENT)),
+        }
+    } else {
+        let mut text = path;
+        text.push(0);
+        let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
+        let base_fd = base.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
+        sys::adopt(unsafe { libc::openat(base_fd, text.as_ptr().cast(), flags) }).map_err(errno_of)?
+    };
+    let stat = status(&object).map_err(errno_of)?;
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFDIR => {}
+        libc::S_IFLNK => return Err(Refusal::Errno(libc::EOPNOTSUPP)),
+        _ => return Err(Refusal::Outside("only regular files and directories beneath a write grant")),
+    }
+    let named = where_is(&object).map_err(errno_of)?;
+    if !grants.admit(&named) {
+        return Err(Refusal::Outside("outside the write grants"));
+    }
+    Ok(Target::Path(object))
+}
+
+/// The path the kernel gives an object we hold open; an object without one (deleted) fails.
+fn where_is(object: &OwnedFd) -> io::Result<PathBuf> {
+    let link = format!("/proc/self/fd/{}\0", object.as_raw_fd());
+    let mut buffer = vec![0u8; 4096];
+    // SAFETY: a NUL-terminated path we own and a buffer of the length we pass.
+    let length =
+        unsafe { libc::readlinkat(libc::AT_FDCWD, link.as_ptr().cast(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    let length = usize::try_from(length).map_err(|_| sys::last_error())?;
+    if length >= buffer.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buffer.truncate(length);
+    if buffer.first() != Some(&b'/') || buffer.ends_with(b" (deleted)") {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&buffer)))
+}
+
+/// Makes the call on `target`: its return value or errno.
+fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
+    let times = |times: &Option<[libc::timespec; 2]>| times.as_ref().map_or(std::ptr::null(), |pair| pair.as_ptr());
+    let result = match target {
+        // SAFETY: a descriptor we own; the times are null or two timespecs that live for the call.
+        Target::Open(fd) => unsafe {
+            match change {
+                Change::Mode(mode) => libc::fchmod(fd.as_raw_fd(), *mode),
+                Change::Times(pair) => libc::utimensat(fd.as_raw_fd(), std::ptr::null(), times(pair), 0),
+            }
+        },
+        Target::Path(fd) => {
+            let link = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
+            // SAFETY: a NUL-terminated path we own (the object we opened and checked); the
+            // times are null or two timespecs that live for the call.
+            unsafe {
+                match change {
+                    Change::Mode(mode) => {
+                        // Full registers (c_long): the supervisor's filter compares all 64 bits.
+                        libc::syscall(
+                            libc::SYS_fchmodat,
+                            libc::c_long::from(libc::AT_FDCWD),
+                            link.as_ptr(),
+                            libc::c_long::from(*mode),
+                        ) as libc::c_int
+                    }
+                    Change::Times(pair) => libc::utimensat(libc::AT_FDCWD, link.as_ptr().cast(), times(pair), 0),
+                }
+            }
+        }
+    };
+    if result < 0 {
+        Err(sys::last_error().raw_os_error().unwrap_or(libc::EIO))
+    } else {
+        Ok(i64::from(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_admit_what_lies_beneath_them_only() {
+        let dir = std::env::temp_dir().join(format!("h-emulation-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("inner")).unwrap();
+        let rule = |path: &Path, access| FsRule { path: path.to_path_buf(), access, why: String::new() };
+        let grants = WriteGrants::new(&[
+            rule(&dir.join("inner"), FsAccess::ReadWrite),
+            rule(&dir, FsAccess::Read),
+            rule(Path::new("/no/such/h/grant"), FsAccess::ReadWrite),
+        ]);
+        let inner = std::fs::canonicalize(dir.join("inner")).unwrap();
+        assert!(!grants.admit(&inner), "the granted directory itself");
+        assert!(grants.admit(&inner.join("a")));
+        assert!(grants.admit(&inner.join("a/b")));
+        assert!(!grants.admit(&std::fs::canonicalize(&dir).unwrap()));
+        assert!(!grants.admit(&PathBuf::from(format!("{}-sibling", inner.display()))));
+        assert!(!grants.admit(Path::new("/no/such/h/grant")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
