@@ -177,6 +177,9 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("EACCES", 13, 13),
     ("ENOSYS", 38, 38),
     ("EOPNOTSUPP", 95, 95),
+    // inotify_init1 flags (IN_NONBLOCK = O_NONBLOCK, IN_CLOEXEC = O_CLOEXEC)
+    ("IN_NONBLOCK", 0o4000, 0o4000),
+    ("IN_CLOEXEC", 0o2000000, 0o2000000),
     // getrandom flags
     ("GRND_NONBLOCK", 1, 1),
     ("GRND_RANDOM", 2, 2),

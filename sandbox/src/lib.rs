@@ -148,7 +148,7 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         own_uid: tasks.own_uid,
         output_limit,
         run_budget: policy.run_budget,
-        write_grants: supervisor::WriteGrants::new(&fs_rules),
+        grants: supervisor::Grants::new(&fs_rules),
     };
     // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
     // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.

@@ -31,40 +31,49 @@ use super::sys;
 use crate::filesystem::{FsAccess, FsRule};
 use crate::seccomp_program::SeccompProgram;
 
-/// Where the emulated calls may act: the canonical paths of the host's write grants, and
-/// whether each is a directory.
-pub(crate) struct WriteGrants {
-    roots: Vec<(PathBuf, bool)>,
+/// One grant of the host, resolved.
+struct Grant {
+    root: PathBuf,
+    is_directory: bool,
+    writable: bool,
 }
 
-impl WriteGrants {
-    /// The grants of `rules` that allow writing, resolved now (a grant that does not resolve
-    /// admits nothing).
-    pub(crate) fn new(rules: &[FsRule]) -> WriteGrants {
-        let roots = rules
+/// Where the emulated calls may act: the host's landlock grants, by canonical path.
+pub(crate) struct Grants {
+    grants: Vec<Grant>,
+}
+
+impl Grants {
+    /// The grants of `rules`, resolved now (a grant that does not resolve admits nothing).
+    pub(crate) fn new(rules: &[FsRule]) -> Grants {
+        let grants = rules
             .iter()
-            .filter(|rule| rule.access == FsAccess::ReadWrite)
-            .filter_map(|rule| std::fs::canonicalize(&rule.path).ok())
-            .map(|root| {
+            .filter_map(|rule| {
+                let root = std::fs::canonicalize(&rule.path).ok()?;
                 let is_directory = root.is_dir();
-                (root, is_directory)
+                Some(Grant { root, is_directory, writable: rule.access == FsAccess::ReadWrite })
             })
             .collect();
-        WriteGrants { roots }
+        Grants { grants }
     }
 
-    /// Whether `path` (absolute, canonical) lies beneath a directory grant (not the granted
-    /// directory itself, which the user handed over but did not give away), or is a file grant.
-    fn admit(&self, path: &Path) -> bool {
-        self.roots.iter().any(
-            |(root, is_directory)| {
-                if *is_directory {
-                    path != root && path.starts_with(root)
-                } else {
-                    path == root
-                }
-            },
-        )
+    /// Whether `path` (absolute, canonical) may be changed: it lies beneath a directory the
+    /// script may write (not that directory itself, which the user handed over but did not give
+    /// away), or it is a file the script may write.
+    fn admit_change(&self, path: &Path) -> bool {
+        self.grants.iter().filter(|grant| grant.writable).any(|grant| {
+            if grant.is_directory {
+                path != grant.root && path.starts_with(&grant.root)
+            } else {
+                path == grant.root
+            }
+        })
+    }
+
+    /// Whether `path` may be watched: it is a grant or lies beneath one (what the script may
+    /// list or read there anyway).
+    fn admit_watch(&self, path: &Path) -> bool {
+        self.grants.iter().any(|grant| path == grant.root || (grant.is_directory && path.starts_with(&grant.root)))
     }
 }
 
@@ -85,6 +94,8 @@ enum Change {
     Mode(u32),
     /// `utimensat` with these times (`None`: now).
     Times(Option<[libc::timespec; 2]>),
+    /// `inotify_add_watch` with this mask on the caller's instance (a duplicate of it).
+    Watch { instance: OwnedFd, mask: u32 },
 }
 
 /// Which object: a descriptor, or a path from a directory descriptor (`AT_FDCWD` included).
@@ -98,11 +109,13 @@ const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
 const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
 /// The mode bits an emulated chmod may set: permissions and the sticky bit.
 const ALLOWED_MODE: u32 = 0o1777;
+/// inotify_add_watch: do not follow a last symlink.
+const IN_DONT_FOLLOW: u64 = 0x0200_0000;
 
 /// Emulates notified call `data` of `tid` (notification `id` on `listener`), or says why not.
 pub(crate) fn emulate(
     program: &SeccompProgram,
-    grants: &WriteGrants,
+    grants: &Grants,
     enabled: bool,
     listener: RawFd,
     id: u64,
@@ -150,6 +163,7 @@ pub(crate) fn emulate(
             };
             (object, Some(args[2]), None)
         }
+        Some("inotify_add_watch") => return watch(grants, listener, id, tid, args),
         _ => return Answer::Refused("no emulation for this call"),
     };
     let Ok(caller) = Caller::open(listener, id, tid) else { return Answer::Unreachable };
@@ -173,10 +187,29 @@ pub(crate) fn emulate(
         }
         (None, None) => return Answer::Refused("no emulation for this call"),
     };
+    finish(&caller, grants, object, change)
+}
+
+/// `inotify_add_watch(fd, path, mask)`: the watch goes on the caller's own instance.
+fn watch(grants: &Grants, listener: RawFd, id: u64, tid: u32, args: [u64; 6]) -> Answer {
+    let Ok(caller) = Caller::open(listener, id, tid) else { return Answer::Unreachable };
+    let instance = match caller.descriptor(args[0]) {
+        Ok(instance) => instance,
+        Err(error) => return Answer::Made(Err(error.raw_os_error().unwrap_or(libc::EBADF))),
+    };
+    let follow = args[2] & IN_DONT_FOLLOW == 0;
+    let Ok(mask) = u32::try_from(args[2] & !IN_DONT_FOLLOW) else { return Answer::Made(Err(libc::EINVAL)) };
+    let object = Object::Path { directory: AT_FDCWD, address: args[1], follow, empty_allowed: false };
+    finish(&caller, grants, object, Change::Watch { instance, mask })
+}
+
+/// Opens the object and checks it, then makes the call on it.
+fn finish(caller: &Caller, grants: &Grants, object: Object, change: Change) -> Answer {
+    let watching = matches!(change, Change::Watch { .. });
     let opened = match object {
-        Object::Descriptor(fd) => open_descriptor(&caller, fd),
+        Object::Descriptor(fd) => open_descriptor(caller, fd),
         Object::Path { directory, address, follow, empty_allowed } => {
-            open_path(&caller, grants, directory, address, follow, empty_allowed)
+            open_path(caller, grants, watching, directory, address, follow, empty_allowed)
         }
     };
     let target = match opened {
@@ -237,7 +270,8 @@ fn open_descriptor(caller: &Caller, fd: u64) -> Result<Target, Refusal> {
 /// A path of the caller, opened as the call would, admitted only beneath a write grant.
 fn open_path(
     caller: &Caller,
-    grants: &WriteGrants,
+    grants: &Grants,
+    watching: bool,
     directory: u64,
     address: u64,
     follow: bool,
@@ -267,11 +301,14 @@ fn open_path(
     let stat = status(&object).map_err(errno_of)?;
     match stat.st_mode & libc::S_IFMT {
         libc::S_IFREG | libc::S_IFDIR => {}
-        libc::S_IFLNK => return Err(Refusal::Errno(libc::EOPNOTSUPP)),
+        libc::S_IFLNK if !watching => return Err(Refusal::Errno(libc::EOPNOTSUPP)),
         _ => return Err(Refusal::Outside("only regular files and directories beneath a write grant")),
     }
     let named = where_is(&object).map_err(errno_of)?;
-    if !grants.admit(&named) {
+    if watching && !grants.admit_watch(&named) {
+        return Err(Refusal::Outside("outside the grants"));
+    }
+    if !watching && !grants.admit_change(&named) {
         return Err(Refusal::Outside("outside the write grants"));
     }
     Ok(Target::Path(object))
@@ -304,6 +341,8 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
             match change {
                 Change::Mode(mode) => libc::fchmod(fd.as_raw_fd(), *mode),
                 Change::Times(pair) => libc::utimensat(fd.as_raw_fd(), std::ptr::null(), times(pair), 0),
+                // A watch always names a path (`watch`): never a descriptor of its own.
+                Change::Watch { .. } => return Err(libc::EBADF),
             }
         },
         Target::Path(fd) => {
@@ -322,6 +361,11 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
                         ) as libc::c_int
                     }
                     Change::Times(pair) => libc::utimensat(libc::AT_FDCWD, link.as_ptr().cast(), times(pair), 0),
+                    // Through the link to the object checked, following it: the caller's own
+                    // IN_DONT_FOLLOW was applied when the path was opened.
+                    Change::Watch { instance, mask } => {
+                        libc::inotify_add_watch(instance.as_raw_fd(), link.as_ptr().cast(), *mask)
+                    }
                 }
             }
         }
@@ -342,18 +386,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("h-emulation-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("inner")).unwrap();
         let rule = |path: &Path, access| FsRule { path: path.to_path_buf(), access, why: String::new() };
-        let grants = WriteGrants::new(&[
+        let grants = Grants::new(&[
             rule(&dir.join("inner"), FsAccess::ReadWrite),
             rule(&dir, FsAccess::Read),
             rule(Path::new("/no/such/h/grant"), FsAccess::ReadWrite),
         ]);
         let inner = std::fs::canonicalize(dir.join("inner")).unwrap();
-        assert!(!grants.admit(&inner), "the granted directory itself");
-        assert!(grants.admit(&inner.join("a")));
-        assert!(grants.admit(&inner.join("a/b")));
-        assert!(!grants.admit(&std::fs::canonicalize(&dir).unwrap()));
-        assert!(!grants.admit(&PathBuf::from(format!("{}-sibling", inner.display()))));
-        assert!(!grants.admit(Path::new("/no/such/h/grant")));
+        let outer = std::fs::canonicalize(&dir).unwrap();
+        assert!(!grants.admit_change(&inner), "the granted directory itself");
+        assert!(grants.admit_change(&inner.join("a")));
+        assert!(grants.admit_change(&inner.join("a/b")));
+        assert!(!grants.admit_change(&outer), "a read grant");
+        assert!(!grants.admit_change(&outer.join("file")), "beneath a read grant");
+        assert!(!grants.admit_change(&PathBuf::from(format!("{}-sibling", inner.display()))));
+        assert!(!grants.admit_change(Path::new("/no/such/h/grant")));
+        assert!(grants.admit_watch(&outer) && grants.admit_watch(&outer.join("file")) && grants.admit_watch(&inner));
+        assert!(!grants.admit_watch(Path::new("/etc")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

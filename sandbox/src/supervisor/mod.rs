@@ -40,7 +40,7 @@ use crate::syscall_filter::SeccompError;
 pub use accounting::RunBudget;
 use accounting::{Accounting, Spent};
 use children::{Children, Ending};
-pub(crate) use emulation::WriteGrants;
+pub(crate) use emulation::Grants;
 pub use refusals::OnRefusal;
 use refusals::Reporter;
 use relay::Step;
@@ -74,8 +74,8 @@ pub(crate) struct Config {
     pub(crate) output_limit: Option<u64>,
     /// What the whole run may use, where the kernel's limits bind each process alone.
     pub(crate) run_budget: Option<RunBudget>,
-    /// Where an emulated metadata call may act (the host's write grants).
-    pub(crate) write_grants: WriteGrants,
+    /// Where an emulated call may act (the host's landlock grants).
+    pub(crate) grants: Grants,
 }
 
 pub use handoff::HANDOFF_FD;
@@ -349,7 +349,7 @@ impl Supervisor {
         }
         if kind == NotificationKind::Emulated {
             let enabled = self.config.own_uid.is_none();
-            let grants = &self.config.write_grants;
+            let grants = &self.config.grants;
             match emulation::emulate(
                 self.config.program,
                 grants,
