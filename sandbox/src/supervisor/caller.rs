@@ -17,6 +17,16 @@ const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 const PATH_MAX: usize = 4096;
 const PAGE: usize = 4096;
 
+/// A notified call: the listener and notification it came by, the calling thread, and the
+/// host's main process (whose threads a kernel before 6.9 gives no pidfd of their own).
+#[derive(Clone, Copy)]
+pub(crate) struct Notified {
+    pub(crate) listener: RawFd,
+    pub(crate) id: u64,
+    pub(crate) tid: u32,
+    pub(crate) host: libc::pid_t,
+}
+
 /// The thread blocked in a notified call.
 pub(crate) struct Caller {
     listener: RawFd,
@@ -26,9 +36,10 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// The caller of notification `id`; fails when it is gone, or cannot be inspected (a
-    /// thread that does not lead its process, on a kernel before 6.9).
-    pub(crate) fn open(listener: RawFd, id: u64, tid: u32) -> io::Result<Caller> {
+    /// The caller of a notified call; fails when it is gone, or cannot be inspected (on a
+    /// kernel before 6.9, a thread that does not lead its process, unless it is the host's).
+    pub(crate) fn open(notified: Notified) -> io::Result<Caller> {
+        let Notified { listener, id, tid, host } = notified;
         let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
         // Every argument goes as a full register (c_long): the filters compare all 64 bits.
         // SAFETY: pidfd_open takes a pid and flags and returns a fresh descriptor or -1.
@@ -39,7 +50,18 @@ impl Caller {
             // A thread that does not lead its process: EINVAL before Linux 6.9, ENOENT since,
             // where PIDFD_THREAD names it.
             Err(error) if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
-                sys::adopt(open(PIDFD_THREAD))?
+                match sys::adopt(open(PIDFD_THREAD)) {
+                    // Before 6.9 (no PIDFD_THREAD): a thread of the host's main process shares
+                    // its descriptor table, so the main process's pidfd serves.
+                    Err(_) if is_thread_of(host, tid) => {
+                        // SAFETY: as `open`, for the host's main process.
+                        sys::adopt(unsafe {
+                            libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(host), 0 as libc::c_long)
+                                as libc::c_int
+                        })?
+                    }
+                    other => other?,
+                }
             }
             other => other?,
         };
@@ -115,4 +137,12 @@ impl Caller {
         // SAFETY: a NUL-terminated path we own; O_PATH opens no file for I/O.
         sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })
     }
+}
+
+/// Whether `tid` is a thread of process `pid`: `/proc/PID/task/TID` exists (an `O_PATH` lookup,
+/// which needs no grant).
+fn is_thread_of(pid: libc::pid_t, tid: libc::pid_t) -> bool {
+    let path = format!("/proc/{pid}/task/{tid}\0");
+    // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
+    sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }).is_ok()
 }

@@ -22,11 +22,11 @@
 //! of the supervisor's call, or EPERM and a refusal line naming why.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use super::caller::Caller;
+use super::caller::{Caller, Notified};
 use super::sys;
 use crate::filesystem::{FsAccess, FsRule};
 use crate::seccomp_program::SeccompProgram;
@@ -117,9 +117,7 @@ pub(crate) fn emulate(
     program: &SeccompProgram,
     grants: &Grants,
     enabled: bool,
-    listener: RawFd,
-    id: u64,
-    tid: u32,
+    notified: Notified,
     data: &libc::seccomp_data,
 ) -> Answer {
     if !enabled {
@@ -163,10 +161,10 @@ pub(crate) fn emulate(
             };
             (object, Some(args[2]), None)
         }
-        Some("inotify_add_watch") => return watch(grants, listener, id, tid, args),
+        Some("inotify_add_watch") => return watch(grants, notified, args),
         _ => return Answer::Refused("no emulation for this call"),
     };
-    let Ok(caller) = Caller::open(listener, id, tid) else { return Answer::Unreachable };
+    let Ok(caller) = Caller::open(notified) else { return Answer::Unreachable };
     let change = match (mode, change_address) {
         (Some(mode), _) => {
             let Ok(mode) = u32::try_from(mode & 0xffff_ffff) else { return Answer::Made(Err(libc::EINVAL)) };
@@ -191,8 +189,8 @@ pub(crate) fn emulate(
 }
 
 /// `inotify_add_watch(fd, path, mask)`: the watch goes on the caller's own instance.
-fn watch(grants: &Grants, listener: RawFd, id: u64, tid: u32, args: [u64; 6]) -> Answer {
-    let Ok(caller) = Caller::open(listener, id, tid) else { return Answer::Unreachable };
+fn watch(grants: &Grants, notified: Notified, args: [u64; 6]) -> Answer {
+    let Ok(caller) = Caller::open(notified) else { return Answer::Unreachable };
     let instance = match caller.descriptor(args[0]) {
         Ok(instance) => instance,
         Err(error) => return Answer::Made(Err(error.raw_os_error().unwrap_or(libc::EBADF))),

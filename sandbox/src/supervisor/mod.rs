@@ -350,15 +350,9 @@ impl Supervisor {
         if kind == NotificationKind::Emulated {
             let enabled = self.config.own_uid.is_none();
             let grants = &self.config.grants;
-            match emulation::emulate(
-                self.config.program,
-                grants,
-                enabled,
-                listener,
-                notification.id,
-                notification.pid,
-                &data,
-            ) {
+            let notified =
+                caller::Notified { listener, id: notification.id, tid: notification.pid, host: self.children.host };
+            match emulation::emulate(self.config.program, grants, enabled, notified, &data) {
                 emulation::Answer::Made(result) => {
                     let _ = refusals::answer_with(listener, notification.id, result);
                     return;
