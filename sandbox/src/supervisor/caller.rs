@@ -118,7 +118,8 @@ impl Caller {
 
     /// A duplicate of the caller's descriptor `fd` (close-on-exec).
     pub(crate) fn descriptor(&self, fd: u64) -> io::Result<OwnedFd> {
-        let fd = libc::c_int::try_from(fd as i64).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // The kernel reads a descriptor argument as an int: its low 32 bits.
+        let fd = fd as u32 as libc::c_int;
         // SAFETY: pidfd_getfd takes a pidfd of ours, a descriptor number of the caller and no
         // flags, and returns a fresh descriptor or -1.
         sys::adopt(unsafe {
@@ -129,6 +130,11 @@ impl Caller {
                 0 as libc::c_long,
             ) as libc::c_int
         })
+    }
+
+    /// The calling thread's id.
+    pub(crate) fn tid(&self) -> libc::pid_t {
+        self.tid
     }
 
     /// The caller's working directory, opened as a path (`/proc/TID/cwd`).

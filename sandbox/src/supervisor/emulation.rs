@@ -105,6 +105,13 @@ enum Object {
 }
 
 const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
+
+/// An `int` argument as the kernel reads it: the low 32 bits, sign-extended. The register's
+/// upper half is whatever the caller left there (glibc passes `AT_FDCWD` zero-extended), so
+/// comparing all 64 bits would misread it; this is the kernel's own reading, not a check.
+fn int(value: u64) -> u64 {
+    value as u32 as i32 as i64 as u64
+}
 const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
 const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
 /// The mode bits an emulated chmod may set: permissions and the sticky bit.
@@ -131,32 +138,34 @@ pub(crate) fn emulate(
             Some(args[1]),
         ),
         Some("fchmodat") => (
-            Object::Path { directory: args[0], address: args[1], follow: true, empty_allowed: false },
+            Object::Path { directory: int(args[0]), address: args[1], follow: true, empty_allowed: false },
             None,
             Some(args[2]),
         ),
         Some("fchmodat2") => {
-            if args[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+            let flags = int(args[3]);
+            if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
                 return Answer::Made(Err(libc::EINVAL));
             }
-            let follow = args[3] & AT_SYMLINK_NOFOLLOW == 0;
-            let empty_allowed = args[3] & AT_EMPTY_PATH != 0;
-            (Object::Path { directory: args[0], address: args[1], follow, empty_allowed }, None, Some(args[2]))
+            let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+            let empty_allowed = flags & AT_EMPTY_PATH != 0;
+            (Object::Path { directory: int(args[0]), address: args[1], follow, empty_allowed }, None, Some(args[2]))
         }
-        Some("fchmod") => (Object::Descriptor(args[0]), None, Some(args[1])),
+        Some("fchmod") => (Object::Descriptor(int(args[0])), None, Some(args[1])),
         Some("utimensat") => {
-            if args[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+            let flags = int(args[3]);
+            if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
                 return Answer::Made(Err(libc::EINVAL));
             }
             let object = if args[1] == 0 {
-                Object::Descriptor(args[0])
+                Object::Descriptor(int(args[0]))
             } else {
-                let follow = args[3] & AT_SYMLINK_NOFOLLOW == 0;
+                let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
                 Object::Path {
-                    directory: args[0],
+                    directory: int(args[0]),
                     address: args[1],
                     follow,
-                    empty_allowed: args[3] & AT_EMPTY_PATH != 0,
+                    empty_allowed: flags & AT_EMPTY_PATH != 0,
                 }
             };
             (object, Some(args[2]), None)
@@ -191,12 +200,13 @@ pub(crate) fn emulate(
 /// `inotify_add_watch(fd, path, mask)`: the watch goes on the caller's own instance.
 fn watch(grants: &Grants, notified: Notified, args: [u64; 6]) -> Answer {
     let Ok(caller) = Caller::open(notified) else { return Answer::Unreachable };
-    let instance = match caller.descriptor(args[0]) {
+    let instance = match caller.descriptor(int(args[0])) {
         Ok(instance) => instance,
         Err(error) => return Answer::Made(Err(error.raw_os_error().unwrap_or(libc::EBADF))),
     };
-    let follow = args[2] & IN_DONT_FOLLOW == 0;
-    let Ok(mask) = u32::try_from(args[2] & !IN_DONT_FOLLOW) else { return Answer::Made(Err(libc::EINVAL)) };
+    let mask = args[2] & 0xffff_ffff;
+    let follow = mask & IN_DONT_FOLLOW == 0;
+    let Ok(mask) = u32::try_from(mask & !IN_DONT_FOLLOW) else { return Answer::Made(Err(libc::EINVAL)) };
     let object = Object::Path { directory: AT_FDCWD, address: args[1], follow, empty_allowed: false };
     finish(&caller, grants, object, Change::Watch { instance, mask })
 }
@@ -207,7 +217,8 @@ fn finish(caller: &Caller, grants: &Grants, object: Object, change: Change) -> A
     let opened = match object {
         Object::Descriptor(fd) => open_descriptor(caller, fd),
         Object::Path { directory, address, follow, empty_allowed } => {
-            open_path(caller, grants, watching, directory, address, follow, empty_allowed)
+            let times = matches!(change, Change::Times(_));
+            open_path(caller, grants, (watching, times), directory, address, follow, empty_allowed)
         }
     };
     let target = match opened {
@@ -239,6 +250,23 @@ fn errno_of(error: io::Error) -> Refusal {
 enum Target {
     Open(OwnedFd),
     Path(OwnedFd),
+    /// A symlink itself, opened `O_PATH | O_NOFOLLOW` (its times only).
+    Link(OwnedFd),
+}
+
+/// The caller's `/proc/self` and `/proc/thread-self` are its own, not the supervisor's: glibc's
+/// `fchmodat(..., AT_SYMLINK_NOFOLLOW)` names a descriptor it opened as `/proc/self/fd/N`.
+fn own_proc(path: Vec<u8>, tid: libc::pid_t) -> Vec<u8> {
+    for prefix in [&b"/proc/self"[..], &b"/proc/thread-self"[..]] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.is_empty() || rest.first() == Some(&b'/') {
+                let mut own = format!("/proc/{tid}").into_bytes();
+                own.extend_from_slice(rest);
+                return own;
+            }
+        }
+    }
+    path
 }
 
 /// `fstat` of a descriptor of ours.
@@ -269,13 +297,13 @@ fn open_descriptor(caller: &Caller, fd: u64) -> Result<Target, Refusal> {
 fn open_path(
     caller: &Caller,
     grants: &Grants,
-    watching: bool,
+    (watching, times): (bool, bool),
     directory: u64,
     address: u64,
     follow: bool,
     empty_allowed: bool,
 ) -> Result<Target, Refusal> {
-    let path = caller.read_path(address).map_err(errno_of)?;
+    let path = own_proc(caller.read_path(address).map_err(errno_of)?, caller.tid());
     let base = if path.first() == Some(&b'/') {
         None
     } else if directory == AT_FDCWD {
@@ -299,6 +327,8 @@ fn open_path(
     let stat = status(&object).map_err(errno_of)?;
     match stat.st_mode & libc::S_IFMT {
         libc::S_IFREG | libc::S_IFDIR => {}
+        // A symlink itself (AT_SYMLINK_NOFOLLOW): its times can be set, not its mode.
+        libc::S_IFLNK if times => {}
         libc::S_IFLNK if !watching => return Err(Refusal::Errno(libc::EOPNOTSUPP)),
         _ => return Err(Refusal::Outside("only regular files and directories beneath a write grant")),
     }
@@ -308,6 +338,9 @@ fn open_path(
     }
     if !watching && !grants.admit_change(&named) {
         return Err(Refusal::Outside("outside the write grants"));
+    }
+    if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(Target::Link(object));
     }
     Ok(Target::Path(object))
 }
@@ -342,6 +375,15 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
                 // A watch always names a path (`watch`): never a descriptor of its own.
                 Change::Watch { .. } => return Err(libc::EBADF),
             }
+        },
+        Target::Link(fd) => match change {
+            // SAFETY: an O_PATH descriptor we own, an empty NUL-terminated path and two
+            // timespecs that live for the call (AT_EMPTY_PATH: the symlink the descriptor is,
+            // Linux 5.8).
+            Change::Times(pair) => unsafe {
+                libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times(pair), libc::AT_EMPTY_PATH)
+            },
+            Change::Mode(_) | Change::Watch { .. } => return Err(libc::EOPNOTSUPP),
         },
         Target::Path(fd) => {
             let link = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
@@ -378,6 +420,15 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_callers_proc_self_is_its_own() {
+        assert_eq!(own_proc(b"/proc/self/fd/5".to_vec(), 42), b"/proc/42/fd/5");
+        assert_eq!(own_proc(b"/proc/thread-self/fd/5".to_vec(), 42), b"/proc/42/fd/5");
+        assert_eq!(own_proc(b"/proc/self".to_vec(), 42), b"/proc/42");
+        assert_eq!(own_proc(b"/proc/selfish".to_vec(), 42), b"/proc/selfish");
+        assert_eq!(own_proc(b"work/proc/self/x".to_vec(), 42), b"work/proc/self/x");
+    }
 
     #[test]
     fn grants_admit_what_lies_beneath_them_only() {
