@@ -371,7 +371,9 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
         Target::Open(fd) => unsafe {
             match change {
                 Change::Mode(mode) => libc::fchmod(fd.as_raw_fd(), *mode),
-                Change::Times(pair) => libc::utimensat(fd.as_raw_fd(), std::ptr::null(), times(pair), 0),
+                // futimens: glibc's utimensat refuses a null path (EINVAL) where the kernel
+                // takes one; futimens is the same call with the descriptor itself.
+                Change::Times(pair) => libc::futimens(fd.as_raw_fd(), times(pair)),
                 // A watch always names a path (`watch`): never a descriptor of its own.
                 Change::Watch { .. } => return Err(libc::EBADF),
             }
