@@ -41,25 +41,14 @@ impl Caller {
     pub(crate) fn open(notified: Notified) -> io::Result<Caller> {
         let Notified { listener, id, tid, host } = notified;
         let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-        // Every argument goes as a full register (c_long): the filters compare all 64 bits.
-        // SAFETY: pidfd_open takes a pid and flags and returns a fresh descriptor or -1.
-        let open = |flags: libc::c_uint| unsafe {
-            libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(tid), libc::c_long::from(flags)) as libc::c_int
-        };
-        let pidfd = match sys::adopt(open(0)) {
+        let pidfd = match pidfd_open(tid, 0) {
             // A thread that does not lead its process: EINVAL before Linux 6.9, ENOENT since,
             // where PIDFD_THREAD names it.
             Err(error) if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
-                match sys::adopt(open(PIDFD_THREAD)) {
+                match pidfd_open(tid, PIDFD_THREAD) {
                     // Before 6.9 (no PIDFD_THREAD): a thread of the host's main process shares
                     // its descriptor table, so the main process's pidfd serves.
-                    Err(_) if is_thread_of(host, tid) => {
-                        // SAFETY: as `open`, for the host's main process.
-                        sys::adopt(unsafe {
-                            libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(host), 0 as libc::c_long)
-                                as libc::c_int
-                        })?
-                    }
+                    Err(_) if is_thread_of(host, tid) => pidfd_open(host, 0)?,
                     other => other?,
                 }
             }
@@ -151,4 +140,13 @@ fn is_thread_of(pid: libc::pid_t, tid: libc::pid_t) -> bool {
     let path = format!("/proc/{pid}/task/{tid}\0");
     // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
     sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }).is_ok()
+}
+
+/// `pidfd_open(pid, flags)`, every argument a full register (the supervisor's filter compares
+/// all 64 bits).
+fn pidfd_open(pid: libc::pid_t, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a fresh descriptor or -1.
+    sys::adopt(unsafe {
+        libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(pid), libc::c_long::from(flags)) as libc::c_int
+    })
 }

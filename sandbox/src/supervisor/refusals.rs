@@ -93,12 +93,19 @@ impl Reporter {
 
 /// Answers notification `id`: run the call (`allow`), or fail it with the refusal errno.
 pub(crate) fn answer(listener: RawFd, id: u64, allow: bool) -> io::Result<()> {
-    let response = libc::seccomp_notif_resp {
-        id,
-        val: 0,
-        error: if allow { 0 } else { -REFUSAL_ERRNO },
-        flags: if allow { libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 } else { 0 },
-    };
+    send(
+        listener,
+        libc::seccomp_notif_resp {
+            id,
+            val: 0,
+            error: if allow { 0 } else { -REFUSAL_ERRNO },
+            flags: if allow { libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 } else { 0 },
+        },
+    )
+}
+
+/// Sends one answer.
+fn send(listener: RawFd, response: libc::seccomp_notif_resp) -> io::Result<()> {
     // SAFETY: the listener is a seccomp notification descriptor; the response is a complete
     // `struct seccomp_notif_resp` that lives for the call.
     sys::check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) }).map(|_| ())
@@ -111,10 +118,7 @@ pub(crate) fn answer_with(listener: RawFd, id: u64, result: Result<i64, i32>) ->
         Ok(value) => (value, 0),
         Err(errno) => (0, -errno),
     };
-    let response = libc::seccomp_notif_resp { id, val, error, flags: 0 };
-    // SAFETY: the listener is a seccomp notification descriptor; the response is a complete
-    // `struct seccomp_notif_resp` that lives for the call.
-    sys::check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) }).map(|_| ())
+    send(listener, libc::seccomp_notif_resp { id, val, error, flags: 0 })
 }
 
 /// Receives the next notification; `None` when its caller died meanwhile or the call was cut.
