@@ -70,10 +70,14 @@ fn read_sets() -> io::Result<(u64, u64, u64)> {
     ))
 }
 
-/// Empties the effective, permitted and inheritable sets in one call.
-fn clear_sets() -> io::Result<()> {
+/// Sets effective and permitted to `keep` and empties inheritable, in one call.
+fn set_sets(keep: u64) -> io::Result<()> {
     let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [CapData::default(); 2];
+    let mut data = [CapData::default(); 2];
+    for (half, word) in data.iter_mut().zip([keep as u32, (keep >> 32) as u32]) {
+        half.effective = word;
+        half.permitted = word;
+    }
     // SAFETY: capset reads the header and two data structs that live for the call.
     if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -117,6 +121,16 @@ fn take_own_uid(uid: u32) -> Result<(), CapabilitiesError> {
 }
 
 pub(crate) fn drop_all(own_uid: Option<u32>) -> Result<CapabilityReport, CapabilitiesError> {
+    drop_all_but(own_uid, 0)
+}
+
+/// The capability that lets the supervisor of a run by root read a notified call's arguments
+/// from the sandbox (its real uid differs from the sandbox's effective one).
+pub(crate) const CAP_SYS_PTRACE: u32 = 19;
+
+/// As [`drop_all`], keeping the capabilities of `keep` (a mask) effective and permitted; the
+/// bounding, inheritable and ambient sets are emptied all the same, so nothing is passed on.
+pub(crate) fn drop_all_but(own_uid: Option<u32>, keep: u64) -> Result<CapabilityReport, CapabilitiesError> {
     let change = |set: &'static str| move |source: io::Error| CapabilitiesError::Change { set, source };
     let (effective, permitted, inheritable) = read_sets().map_err(change("capability sets"))?;
     let can_set_pcap = effective & (1 << CAP_SETPCAP) != 0;
@@ -151,10 +165,10 @@ pub(crate) fn drop_all(own_uid: Option<u32>) -> Result<CapabilityReport, Capabil
         return Err(CapabilitiesError::Change { set: "ambient", source: io::Error::last_os_error() });
     }
     if effective | permitted | inheritable != 0 {
-        clear_sets().map_err(change("effective, permitted and inheritable"))?;
+        set_sets(keep & permitted).map_err(change("effective, permitted and inheritable"))?;
     }
     let (effective, permitted, inheritable) = read_sets().map_err(change("capability sets"))?;
-    for (set, remaining) in [("effective", effective), ("permitted", permitted), ("inheritable", inheritable)] {
+    for (set, remaining) in [("effective", effective & !keep), ("permitted", permitted & !keep), ("inheritable", inheritable)] {
         if remaining != 0 {
             return Err(CapabilitiesError::Remaining { set, remaining });
         }

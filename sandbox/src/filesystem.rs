@@ -195,10 +195,11 @@ fn add_rules<'a>(
 /// `supervisor::emulation`). It grants exactly the host's rules and, when the supervisor watches
 /// the run's CPU and memory, reading beneath /proc; no TCP at all. The supervisor thus reaches
 /// no file the script cannot reach itself (before, it reached none). No scope is set: scopes
-/// are the host's. Skipped on a kernel without landlock (the host then decides as its policy says).
-pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<(), LandlockError> {
+/// are the host's. Skipped on a kernel without landlock (the host then decides as its policy
+/// says). Returns whether the domain was entered.
+pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<bool, LandlockError> {
     if landlock_abi().is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -210,7 +211,7 @@ pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<(), Lan
     let ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
     let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
-        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(()),
+        RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(true),
         RulesetStatus::NotEnforced => Err(LandlockError::NotEnforced),
     }
 }

@@ -149,11 +149,15 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         output_limit,
         run_budget: policy.run_budget,
         grants: supervisor::Grants::new(&fs_rules),
+        in_run_domain: false,
     };
     // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
     // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
     privileges::set_no_new_privs()?;
-    filesystem::restrict_run(&fs_rules, policy.run_budget.is_some())?;
+    let config = supervisor::Config {
+        in_run_domain: filesystem::restrict_run(&fs_rules, policy.run_budget.is_some())?,
+        ..config
+    };
     timing::mark("run domain");
     let handoff = supervisor::split(config, stdio)?;
     timing::mark("fork");

@@ -270,8 +270,8 @@ A system call outside the allow-list fails with EPERM, so the script sees an ord
 its own line, and {host} prints one line per distinct refused call on stderr:
 \"{host}: sandbox refused NAME(ARGUMENT)\". The call never takes effect. A call that
 --print-policy lists as \"emulate\" (chmod, utime and file watches, which landlock does not
-govern) is made by {host}'s supervisor itself, and only beneath your grants; run by root it is
-refused.
+govern) is made by {host}'s supervisor itself, and only beneath your grants (run by root on a
+kernel without landlock it is refused).
 
 stdin, stdout and stderr are private: the script gets pipes (a pseudo-terminal where yours is a
 terminal) that {host} relays, so it can never read, rewrite or reopen your own descriptors.

@@ -365,7 +365,11 @@ impl PolicyReport {
         );
         let _ = writeln!(
             out,
-            "  when {host}'s main process ends; it has no capabilities, no filesystem access and its own filter"
+            "  when {host}'s main process ends; it has its own filter, reaches only the files {host} reaches, and"
+        );
+        let _ = writeln!(
+            out,
+            "  no capabilities (run by root: CAP_SYS_PTRACE alone, to read the run's calls, which landlock confines to the run)"
         );
         let _ = writeln!(
             out,

@@ -16,9 +16,10 @@
 //! - A mode with the set-user-ID or set-group-ID bit is refused: as root, a file the sandbox
 //!   wrote could otherwise become a set-user-ID program for everyone after the run.
 //!
-//! The supervisor acts with the caller's own credentials (the same user; run by root, the
-//! sandbox has a real uid of its own, which the supervisor cannot inspect, so every emulated
-//! call is refused there). The call the script made never runs: the answer carries the result
+//! The supervisor acts with the caller's own credentials: the same user, or run by root, uid 0
+//! without capabilities but CAP_SYS_PTRACE, which it keeps to inspect the sandbox (whose real
+//! uid is its own) only inside the run's landlock domain; on a kernel without landlock, a run
+//! by root refuses every emulated call. The call the script made never runs: the answer carries the result
 //! of the supervisor's call, or EPERM and a refusal line naming why.
 
 use std::io;
@@ -128,7 +129,7 @@ pub(crate) fn emulate(
     data: &libc::seccomp_data,
 ) -> Answer {
     if !enabled {
-        return Answer::Refused("run by root, the sandbox's own uid cannot be inspected");
+        return Answer::Refused("run by root without landlock, the supervisor cannot inspect the sandbox");
     }
     let args = data.args;
     let (object, change_address, mode) = match program.syscall_name(data.nr as u32) {

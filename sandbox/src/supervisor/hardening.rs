@@ -23,14 +23,21 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64, name: &str) -> Res
 
 /// `output_limit`: the host's `fsize`, so that stdout redirected to a file is bounded as the
 /// host's own writes are (a relay past it fails with EFBIG, which stops that stream).
-pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>) -> Result<(), String> {
+/// `inspects_as_root`: run by root inside the run's landlock domain, the supervisor keeps
+/// CAP_SYS_PTRACE alone, to read the arguments of the sandbox's notified calls: the sandbox's
+/// real uid is its own, its effective uid 0, so the kernel's same-user rule cannot apply. The
+/// domain confines the capability: landlock lets it reach only processes of the run (domains
+/// nested in the supervisor's), whatever capability it holds; the filter allows no `ptrace`,
+/// no `process_vm_writev`, and nothing is inherited (no exec; bounding and ambient sets empty).
+pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>, inspects_as_root: bool) -> Result<(), String> {
     set_limit(libc::RLIMIT_CORE, 0, "core")?;
     if let Some(limit) = output_limit {
         set_limit(libc::RLIMIT_FSIZE, limit, "fsize")?;
         // SAFETY: SIG_IGN is a valid disposition; EFBIG then reaches the relay instead of a kill.
         unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     }
-    capabilities::drop_all(own_uid).map_err(|error| error.to_string())?;
+    let keep = if inspects_as_root { 1u64 << capabilities::CAP_SYS_PTRACE } else { 0 };
+    capabilities::drop_all_but(own_uid, keep).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
     syscall_filter::install(&supervisor_filter::PROGRAM, Listener::None).map_err(|error| error.to_string())?;
     Ok(())

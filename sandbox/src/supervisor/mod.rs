@@ -76,6 +76,22 @@ pub(crate) struct Config {
     pub(crate) run_budget: Option<RunBudget>,
     /// Where an emulated call may act (the host's landlock grants).
     pub(crate) grants: Grants,
+    /// The launcher entered the run's landlock domain (`filesystem::restrict_run`), which
+    /// confines what the supervisor may inspect to the run's own processes.
+    pub(crate) in_run_domain: bool,
+}
+
+impl Config {
+    /// Run by root, the supervisor may inspect the sandbox only with CAP_SYS_PTRACE, which it
+    /// keeps only where the run's landlock domain confines it.
+    fn inspects_as_root(&self) -> bool {
+        self.own_uid.is_some() && self.in_run_domain
+    }
+
+    /// Whether the supervisor can read the sandbox's memory and descriptors.
+    fn can_inspect(&self) -> bool {
+        self.own_uid.is_none() || self.inspects_as_root()
+    }
 }
 
 pub use handoff::HANDOFF_FD;
@@ -323,7 +339,7 @@ impl Supervisor {
         };
         // Nothing the script controls (no notification, no relayed byte) is read before this
         // function has returned, and it returns hardened or not at all.
-        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit) {
+        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.config.inspects_as_root()) {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
             self.children.end_all();
             self.relay.restore_terminal();
@@ -348,7 +364,7 @@ impl Supervisor {
             what.push_str(" (only the launcher's first one is allowed)");
         }
         if kind == NotificationKind::Emulated {
-            let enabled = self.config.own_uid.is_none();
+            let enabled = self.config.can_inspect();
             let grants = &self.config.grants;
             let notified =
                 caller::Notified { listener, id: notification.id, tid: notification.pid, host: self.children.host };
