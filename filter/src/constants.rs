@@ -170,6 +170,23 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("SOCK_STREAM", 1, 1),
     ("SOCK_NONBLOCK", 0x800, 0x800),
     ("SOCK_CLOEXEC", 0x80000, 0x80000),
+    // the protocol of a stream socket of AF_INET or AF_INET6
+    ("IPPROTO_TCP", 6, 6),
+    // socket option levels and names (getsockopt, setsockopt)
+    ("SOL_SOCKET", 1, 1),
+    ("SO_TYPE", 3, 3),
+    ("SO_ERROR", 4, 4),
+    ("SO_KEEPALIVE", 9, 9),
+    ("SO_PROTOCOL", 38, 38),
+    ("SO_DOMAIN", 39, 39),
+    ("TCP_NODELAY", 1, 1),
+    ("TCP_KEEPIDLE", 4, 4),
+    ("TCP_KEEPINTVL", 5, 5),
+    ("TCP_KEEPCNT", 6, 6),
+    // sendmsg flags a script may give (MSG_FASTOPEN, which connects, is not among them)
+    ("MSG_DONTWAIT", 0x40, 0x40),
+    ("MSG_NOSIGNAL", 0x4000, 0x4000),
+    ("MSG_MORE", 0x8000, 0x8000),
     // SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC: the socket glibc's nscd client opens
     ("SOCK_NSCD_PROBE", 0x80801, 0x80801),
     // errno values for tamper rules

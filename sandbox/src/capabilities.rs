@@ -168,7 +168,9 @@ pub(crate) fn drop_all_but(own_uid: Option<u32>, keep: u64) -> Result<Capability
         set_sets(keep & permitted).map_err(change("effective, permitted and inheritable"))?;
     }
     let (effective, permitted, inheritable) = read_sets().map_err(change("capability sets"))?;
-    for (set, remaining) in [("effective", effective & !keep), ("permitted", permitted & !keep), ("inheritable", inheritable)] {
+    for (set, remaining) in
+        [("effective", effective & !keep), ("permitted", permitted & !keep), ("inheritable", inheritable)]
+    {
         if remaining != 0 {
             return Err(CapabilitiesError::Remaining { set, remaining });
         }

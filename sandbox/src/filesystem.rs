@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -145,6 +145,8 @@ pub enum LandlockError {
     Path { path: PathBuf, source: landlock::PathFdError },
     #[error("cannot add the rule for {path}: {source}")]
     Rule { path: PathBuf, source: landlock::RulesetError },
+    #[error("cannot add the rule for TCP port {port}: {source}")]
+    Port { port: u16, source: landlock::RulesetError },
     #[error("cannot restrict the process: {0}")]
     Restrict(landlock::RulesetError),
     #[error("the kernel reported the ruleset as not enforced")]
@@ -193,11 +195,17 @@ fn add_rules<'a>(
 /// inspect the host (landlock lets a process trace only processes of its own domain or of a
 /// domain nested in it), which it needs to make the emulated calls (see
 /// `supervisor::emulation`). It grants exactly the host's rules and, when the supervisor watches
-/// the run's CPU and memory, reading beneath /proc; no TCP at all. The supervisor thus reaches
+/// the run's CPU and memory, reading beneath /proc; TCP connect to the ports of `endpoints`
+/// only (the granted ones, which the supervisor connects the script's sockets to), nothing else
+/// of TCP. The supervisor thus reaches
 /// no file the script cannot reach itself (before, it reached none). No scope is set: scopes
 /// are the host's. Skipped on a kernel without landlock (the host then decides as its policy
 /// says). Returns whether the domain was entered.
-pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<bool, LandlockError> {
+pub(crate) fn restrict_run(
+    rules: &[FsRule],
+    watch_proc: bool,
+    endpoints: &[std::net::SocketAddr],
+) -> Result<bool, LandlockError> {
     if landlock_abi().is_none() {
         return Ok(false);
     }
@@ -208,7 +216,15 @@ pub(crate) fn restrict_run(rules: &[FsRule], watch_proc: bool) -> Result<bool, L
         .and_then(|ruleset| ruleset.create())
         .map_err(LandlockError::Restrict)?;
     let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };
-    let ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
+    let mut ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
+    let mut ports: Vec<u16> = endpoints.iter().map(std::net::SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for port in ports {
+        ruleset = ruleset
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+            .map_err(|source| LandlockError::Port { port, source })?;
+    }
     let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
         RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => Ok(true),

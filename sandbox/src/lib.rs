@@ -56,6 +56,10 @@ pub struct Policy {
     /// What the whole run may use, for hosts whose script creates processes (each process is
     /// bound by its own rlimits; the supervisor sums them): `None` for one-process hosts.
     pub run_budget: Option<RunBudget>,
+    /// The TCP endpoints the script may connect to (`--allow-connect`, names resolved by the
+    /// host before the sandbox): the supervisor connects the script's socket to these only, and
+    /// landlock lets the supervisor reach their ports and nothing else.
+    pub connect: Vec<std::net::SocketAddr>,
     /// What stays visible of the command line (`ps`, /proc): the script's name and arguments,
     /// which the script receives anyway. The host's own options are overwritten.
     pub visible_arguments: Vec<OsString>,
@@ -149,13 +153,14 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         output_limit,
         run_budget: policy.run_budget,
         grants: supervisor::Grants::new(&fs_rules),
+        endpoints: policy.connect.clone(),
         in_run_domain: false,
     };
     // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
     // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
     privileges::set_no_new_privs()?;
     let config = supervisor::Config {
-        in_run_domain: filesystem::restrict_run(&fs_rules, policy.run_budget.is_some())?,
+        in_run_domain: filesystem::restrict_run(&fs_rules, policy.run_budget.is_some(), &policy.connect)?,
         ..config
     };
     timing::mark("run domain");

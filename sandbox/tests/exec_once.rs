@@ -64,6 +64,7 @@ fn policy() -> Policy {
         tasks: Limit::Infinity,
         on_refusal: OnRefusal::Error,
         run_budget: None,
+        connect: Vec::new(),
         visible_arguments: Vec::new(),
     }
 }

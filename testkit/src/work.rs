@@ -104,7 +104,10 @@ pub(crate) struct Scratch {
 /// Programs the cases of every host share (`$HELPERS/NAME` in a caller script), compiled into
 /// the runner so that every place it runs (`cargo xtask test`, the QEMU guest, the NixOS VM
 /// tests) has them.
-const HELPERS: &[(&str, &str)] = &[("scan_memory.py", include_str!("../helpers/scan_memory.py"))];
+const HELPERS: &[(&str, &str)] = &[
+    ("scan_memory.py", include_str!("../helpers/scan_memory.py")),
+    ("tcp_server.py", include_str!("../helpers/tcp_server.py")),
+];
 
 impl Scratch {
     pub(crate) fn new(host: &str) -> io::Result<Scratch> {

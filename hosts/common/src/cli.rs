@@ -41,6 +41,8 @@ pub struct Options {
     pub memory: Option<Limit>,
     /// `--allow-exec PROGRAM` (repeatable): programs the script may run.
     pub allow_exec: Vec<OsString>,
+    /// `--allow-connect HOST:PORT` (repeatable): TCP endpoints the script may connect to.
+    pub allow_connect: Vec<crate::endpoints::Endpoint>,
 }
 
 /// How `--print-policy` prints the policy.
@@ -94,6 +96,7 @@ const VALUED: &[(Option<char>, &str)] = &[
     (None, "tasks"),
     (Some('m'), "memory"),
     (None, "allow-exec"),
+    (None, "allow-connect"),
 ];
 
 pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, UsageError> {
@@ -126,6 +129,9 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
             "allow-read" => options.allow_read.push(PathBuf::from(value)),
             "allow-write" => options.allow_write.push(PathBuf::from(value)),
             "allow-exec" => options.allow_exec.push(value),
+            "allow-connect" => {
+                options.allow_connect.push(crate::endpoints::parse(&value.to_string_lossy()).map_err(UsageError)?)
+            }
             "env" => options.env.push(parse_env(&value)?),
             other => return Err(UsageError(format!("unknown option --{other}"))),
         }
@@ -248,6 +254,10 @@ options:
       --allow-write PATH     read and write access beneath PATH (repeatable; PATH must exist)
       --allow-exec PROGRAM   the script may run PROGRAM (a name on PATH, or a path): it and the
                              files that run it become executable; nothing else (repeatable)
+      --allow-connect HOST:PORT
+                             the script may open TCP connections to HOST (a name, resolved now,
+                             or an address; [IPV6]:PORT) on PORT, and nowhere else (repeatable;
+                             needs landlock ABI 4); {host}'s supervisor makes each connection
   -r, --rlimit RLIMIT=VALUE  set a resource limit (repeatable): RLIMIT is as, core, cpu, data, fsize,
                              locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
                              sigpending or stack; VALUE is a number with optional K/M/G, or inf

@@ -19,6 +19,8 @@ pub enum StartError {
     Environment(String),
     /// `--allow-exec` names a program that cannot be granted.
     Programs(String),
+    /// `--allow-connect` names an endpoint that cannot be resolved.
+    Endpoints(String),
     /// A limit asked for is above the inherited hard limit (only root may raise it).
     Limit { resource: &'static str, wanted: Limit, hard: Limit },
     /// The kernel lacks a layer and `--allow-degraded` was not given.
@@ -33,7 +35,8 @@ impl fmt::Display for StartError {
             StartError::Usage(message)
             | StartError::Script(message)
             | StartError::Environment(message)
-            | StartError::Programs(message) => out.write_str(message),
+            | StartError::Programs(message)
+            | StartError::Endpoints(message) => out.write_str(message),
             StartError::Path { what, path, error } => write!(out, "{what} {}: {error}", path.display()),
             StartError::Limit { resource, wanted, hard } => {
                 write!(out, "rlimit {resource}={wanted} is above the inherited hard limit {hard}")

@@ -3,6 +3,7 @@
 //! [`start`]; every failure before that is one line on stderr and exit status 1.
 
 pub mod cli;
+pub mod endpoints;
 mod error;
 pub mod json;
 pub mod programs;
@@ -250,6 +251,10 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
             add(file, FsAccess::ReadExecute, why);
         }
     }
+    let mut connect = Vec::new();
+    for endpoint in &options.allow_connect {
+        connect.extend(endpoints::resolve(endpoint).map_err(StartError::Endpoints)?);
+    }
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
     check_rlimits(&rlimits)?;
@@ -268,6 +273,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
         })),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
         run_budget: (profile.creates_processes || runs_granted_programs).then_some(budget),
+        connect,
         visible_arguments: std::iter::once(options.script.clone().into_os_string())
             .chain(options.script_args.iter().cloned())
             .collect(),
@@ -275,6 +281,13 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
     if h_sandbox::landlock_abi().is_none() && !options.allow_degraded && options.print_policy.is_none() {
         return Err(StartError::Degraded(
             "landlock: the kernel has no landlock (use --allow-degraded to run without the filesystem layer)",
+        ));
+    }
+    let restricts_tcp = h_sandbox::landlock_abi().is_some_and(|abi| abi >= 4);
+    if !options.allow_connect.is_empty() && !restricts_tcp && !options.allow_degraded && options.print_policy.is_none()
+    {
+        return Err(StartError::Degraded(
+            "--allow-connect: landlock on this kernel cannot restrict TCP (ABI 4 needed; use --allow-degraded to rely on seccomp and the supervisor alone)",
         ));
     }
     let started = Started {

@@ -25,6 +25,7 @@ mod emulation;
 mod handoff;
 mod hardening;
 mod names;
+mod network;
 mod refusals;
 mod relay;
 mod signals;
@@ -76,6 +77,8 @@ pub(crate) struct Config {
     pub(crate) run_budget: Option<RunBudget>,
     /// Where an emulated call may act (the host's landlock grants).
     pub(crate) grants: Grants,
+    /// The TCP endpoints the supervisor connects the script's sockets to (`--allow-connect`).
+    pub(crate) endpoints: Vec<std::net::SocketAddr>,
     /// The launcher entered the run's landlock domain (`filesystem::restrict_run`), which
     /// confines what the supervisor may inspect to the run's own processes.
     pub(crate) in_run_domain: bool,
@@ -185,6 +188,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         first_only_used: false,
         interrupts: 0,
         accounting,
+        connecting: Vec::new(),
     }
     .run()
 }
@@ -201,6 +205,8 @@ struct Supervisor {
     first_only_used: bool,
     interrupts: u32,
     accounting: Option<Accounting>,
+    /// Connects made for callers that wait on them (`--allow-connect`, blocking sockets).
+    connecting: Vec<network::PendingConnect>,
 }
 
 /// What a polled descriptor is for.
@@ -210,6 +216,15 @@ enum Source {
     Handoff,
     Listener,
     Pump(usize),
+    Connecting(usize),
+}
+
+/// What became of an emulated call.
+enum Emulated {
+    /// Answered (or to be answered when a connect ends).
+    Answered,
+    /// Refused, with the reason to show (empty: none).
+    Refused(String),
 }
 
 /// How long to wait before looking again whether the script has read the keys it was given.
@@ -234,6 +249,9 @@ impl Supervisor {
             }
             if let Some(listener) = &self.listener {
                 add(listener.as_raw_fd(), libc::POLLIN, Source::Listener);
+            }
+            for (index, pending) in self.connecting.iter().enumerate() {
+                add(pending.raw(), libc::POLLOUT, Source::Connecting(index));
             }
             let mut gated = false;
             for (index, pump) in self.relay.pumps.iter().enumerate() {
@@ -262,11 +280,13 @@ impl Supervisor {
             if ready < 0 {
                 continue;
             }
+            let mut connected = Vec::new();
             for (poll, source) in polls.iter().zip(sources) {
                 if poll.revents == 0 {
                     continue;
                 }
                 match source {
+                    Source::Connecting(index) => connected.push(index),
                     Source::Signals => self.on_signals(),
                     Source::Handoff => self.take_listener(),
                     Source::Listener if poll.revents & libc::POLLIN != 0 => self.on_notification(),
@@ -282,6 +302,17 @@ impl Supervisor {
                         }
                     }
                 }
+            }
+            self.answer_connected(&connected);
+        }
+    }
+
+    /// Answers the callers whose connects have ended (`indexes` into `connecting`, ascending).
+    fn answer_connected(&mut self, indexes: &[usize]) {
+        for &index in indexes.iter().rev() {
+            let pending = self.connecting.swap_remove(index);
+            if let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) {
+                let _ = refusals::answer_with(listener, pending.id, pending.outcome());
             }
         }
     }
@@ -339,7 +370,9 @@ impl Supervisor {
         };
         // Nothing the script controls (no notification, no relayed byte) is read before this
         // function has returned, and it returns hardened or not at all.
-        if let Err(error) = hardening::harden(self.config.own_uid, self.config.output_limit, self.config.inspects_as_root()) {
+        if let Err(error) =
+            hardening::harden(self.config.own_uid, self.config.output_limit, self.config.inspects_as_root())
+        {
             self.reporter.line(&format!("cannot harden the supervisor: {error}"));
             self.children.end_all();
             self.relay.restore_terminal();
@@ -364,20 +397,15 @@ impl Supervisor {
             what.push_str(" (only the launcher's first one is allowed)");
         }
         if kind == NotificationKind::Emulated {
-            let enabled = self.config.can_inspect();
-            let grants = &self.config.grants;
             let notified =
                 caller::Notified { listener, id: notification.id, tid: notification.pid, host: self.children.host };
-            match emulation::emulate(self.config.program, grants, enabled, notified, &data) {
-                emulation::Answer::Made(result) => {
-                    let _ = refusals::answer_with(listener, notification.id, result);
-                    return;
-                }
-                emulation::Answer::Refused(reason) => {
+            match self.emulate(notified, &data) {
+                Emulated::Answered => return,
+                Emulated::Refused(reason) if !reason.is_empty() => {
                     what.push_str(": ");
-                    what.push_str(reason);
+                    what.push_str(&reason);
                 }
-                emulation::Answer::Unreachable => {}
+                Emulated::Refused(_) => {}
             }
         }
         let kill = self.config.on_refusal == OnRefusal::Kill;
@@ -389,6 +417,40 @@ impl Supervisor {
             self.terminate(libc::SIGSYS);
         }
         let _ = refusals::answer(listener, notification.id, false);
+    }
+
+    /// Makes an emulated call for its caller (or lets it run, or starts a connect the caller
+    /// waits on), or says why not.
+    fn emulate(&mut self, notified: caller::Notified, data: &libc::seccomp_data) -> Emulated {
+        let answer = |result| {
+            let _ = refusals::answer_with(notified.listener, notified.id, result);
+            Emulated::Answered
+        };
+        let can_inspect = self.config.can_inspect();
+        let outcome = match self.config.program.syscall_name(data.nr as u32) {
+            Some("socket") => network::socket(&self.config.endpoints),
+            Some("connect") => network::connect(&self.config.endpoints, can_inspect, notified, data.args),
+            _ => {
+                return match emulation::emulate(self.config.program, &self.config.grants, can_inspect, notified, data) {
+                    emulation::Answer::Made(result) => answer(result),
+                    emulation::Answer::Refused(reason) => Emulated::Refused(reason.to_string()),
+                    emulation::Answer::Unreachable => Emulated::Refused(String::new()),
+                }
+            }
+        };
+        match outcome {
+            network::Outcome::Continue => {
+                let _ = refusals::answer(notified.listener, notified.id, true);
+                Emulated::Answered
+            }
+            network::Outcome::Made(result) => answer(result),
+            network::Outcome::Pending(pending) => {
+                self.connecting.push(pending);
+                Emulated::Answered
+            }
+            network::Outcome::Refused(reason) => Emulated::Refused(reason),
+            network::Outcome::Unreachable => Emulated::Refused(String::new()),
+        }
     }
 
     /// The host's main process has ended: end every other process, deliver the last output,

@@ -1,0 +1,96 @@
+//! `--allow-connect HOST:PORT`: a TCP endpoint the script may connect to. HOST is an address
+//! (`192.0.2.7`, `[2001:db8::1]`) or a name, which the host resolves once, at start, before the
+//! sandbox (the script's own lookups stay refused); every address it resolves to is granted
+//! with that port, and nothing else.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// An endpoint as the user wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(out, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(out, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `HOST:PORT` or `[IPV6]:PORT`, PORT from 1 to 65535.
+pub fn parse(text: &str) -> Result<Endpoint, String> {
+    let wrong = |why: &str| format!("--allow-connect {text}: {why} (HOST:PORT, or [IPV6]:PORT)");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:").ok_or_else(|| wrong("no port after the bracketed address"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(wrong("not an IPv6 address in brackets"));
+        }
+        (host, port)
+    } else {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| wrong("no port"))?;
+        if host.contains(':') {
+            return Err(wrong("an IPv6 address goes in brackets"));
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        return Err(wrong("no host"));
+    }
+    let port = match port.parse::<u16>() {
+        Ok(port) if port != 0 => port,
+        _ => return Err(wrong("the port is not a number from 1 to 65535")),
+    };
+    Ok(Endpoint { host: host.to_string(), port })
+}
+
+/// The addresses `endpoint` grants: its own, or what its name resolves to now.
+pub fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(unmapped(ip), endpoint.port)]);
+    }
+    let resolved = (endpoint.host.as_str(), endpoint.port)
+        .to_socket_addrs()
+        .map_err(|error| format!("--allow-connect {endpoint}: cannot resolve {}: {error}", endpoint.host))?;
+    let mut addresses: Vec<SocketAddr> =
+        resolved.map(|address| SocketAddr::new(unmapped(address.ip()), address.port())).collect();
+    addresses.sort();
+    addresses.dedup();
+    if addresses.is_empty() {
+        return Err(format!("--allow-connect {endpoint}: {} has no address", endpoint.host));
+    }
+    Ok(addresses)
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_addresses_and_ports() {
+        assert_eq!(parse("example.org:443"), Ok(Endpoint { host: "example.org".into(), port: 443 }));
+        assert_eq!(parse("127.0.0.1:8080"), Ok(Endpoint { host: "127.0.0.1".into(), port: 8080 }));
+        assert_eq!(parse("[::1]:80"), Ok(Endpoint { host: "::1".into(), port: 80 }));
+        assert_eq!(parse("[::1]:80").map(|endpoint| endpoint.to_string()), Ok("[::1]:80".to_string()));
+        for wrong in ["example.org", "example.org:0", "example.org:65536", ":80", "::1:80", "[nope]:80", "[::1]80"] {
+            assert!(parse(wrong).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn addresses_resolve_to_themselves() {
+        let endpoint = parse("[::ffff:127.0.0.1]:80").unwrap();
+        assert_eq!(resolve(&endpoint), Ok(vec!["127.0.0.1:80".parse().unwrap()]));
+    }
+}
