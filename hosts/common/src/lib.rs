@@ -72,6 +72,8 @@ pub struct Started {
     pub rlimits: Vec<(Resource, Limit)>,
     /// The memory budget in bytes, if there is one (the interpreter's heap limit follows it).
     pub memory: Option<u64>,
+    /// `--allow-connect`: each endpoint as given, with the addresses it was resolved to.
+    pub endpoints: Vec<(String, Vec<std::net::SocketAddr>)>,
 }
 
 impl Started {
@@ -251,10 +253,11 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
             add(file, FsAccess::ReadExecute, why);
         }
     }
-    let mut connect = Vec::new();
+    let mut resolved_endpoints = Vec::new();
     for endpoint in &options.allow_connect {
-        connect.extend(endpoints::resolve(endpoint).map_err(StartError::Endpoints)?);
+        resolved_endpoints.push((endpoint.to_string(), endpoints::resolve(endpoint).map_err(StartError::Endpoints)?));
     }
+    let connect = resolved_endpoints.iter().flat_map(|(_, addresses)| addresses.iter().copied()).collect();
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
     check_rlimits(&rlimits)?;
@@ -301,6 +304,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
             (Resource::Data, Limit::Value(bytes)) => Some(bytes),
             _ => None,
         }),
+        endpoints: resolved_endpoints,
     };
     Ok((policy, started))
 }

@@ -21,6 +21,8 @@ pub struct PolicyReport {
     pub tasks: Option<u64>,
     pub environment: Vec<(String, String)>,
     pub script_arguments: Vec<String>,
+    /// `--allow-connect`: (endpoint as given, the addresses it grants).
+    pub connect: Vec<(String, Vec<String>)>,
 }
 
 /// A feature as both outputs name it: `network: TCP bind and connect (ABI 4)`.
@@ -111,6 +113,13 @@ impl PolicyReport {
                 .map(|(name, value)| (name.to_string_lossy().into_owned(), value.to_string_lossy().into_owned()))
                 .collect(),
             script_arguments: started.script_args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+            connect: started
+                .endpoints
+                .iter()
+                .map(|(endpoint, addresses)| {
+                    (endpoint.clone(), addresses.iter().map(std::net::SocketAddr::to_string).collect())
+                })
+                .collect(),
         }
     }
 
@@ -169,6 +178,20 @@ impl PolicyReport {
                     ("tcp", Json::string(if landlock.abi.unwrap_or(0) >= 4 { "denied" } else { "not enforced" })),
                     ("scopes", Json::Bool(landlock.abi.unwrap_or(0) >= 6)),
                 ]),
+            ),
+            (
+                "connect",
+                Json::Array(
+                    self.connect
+                        .iter()
+                        .map(|(endpoint, addresses)| {
+                            Json::object([
+                                ("endpoint", Json::string(endpoint)),
+                                ("addresses", Json::Array(addresses.iter().map(Json::string).collect())),
+                            ])
+                        })
+                        .collect(),
+                ),
             ),
             (
                 "seccomp",
@@ -277,10 +300,20 @@ impl PolicyReport {
             let _ = writeln!(out, "    {access:<13} {path}  ({why})");
         }
         if abi >= 4 {
-            let _ = writeln!(out, "  network: every TCP bind and connect denied (no port rules)");
+            let _ = writeln!(out, "  network: every TCP bind and connect of the script denied (no port rules)");
         } else {
             let _ =
                 writeln!(out, "  network: TCP not restricted by landlock on this kernel (ABI < 4); seccomp decides");
+        }
+        if !self.connect.is_empty() {
+            let _ = writeln!(
+                out,
+                "  connect (--allow-connect): the supervisor connects the script's TCP sockets to these alone"
+            );
+            let _ = writeln!(out, "    (its own landlock domain reaches their ports, and no other):");
+            for (endpoint, addresses) in &self.connect {
+                let _ = writeln!(out, "    {endpoint:<24} {}", addresses.join(", "));
+            }
         }
         if abi >= 6 {
             let _ = writeln!(

@@ -1043,7 +1043,7 @@ static RULES: [RuleDescription; 126] = [
         action: RuleAction::Allow,
         conditions: &["arg0 (fd) is one of HANDOFF_FD=0x3", "arg2 (flags) has no bit outside MSG_DONTWAIT=0x40|MSG_NOSIGNAL=0x4000|MSG_MORE=0x8000"],
         arguments: &[(0, "fd"), (2, "flags")],
-        why: "every host: the launcher hands the notification listener to the supervisor over its handoff socket (HANDOFF_FD, SCM_RIGHTS) and closes it; afterwards that number can only be a stream socket of the script's own (no host may create any other kind), on which sendmsg reaches only the other end of its pair, inside the sandbox too. Without MSG_FASTOPEN, which would connect a TCP socket of the script's to the address in the message, past the supervisor's check of connect (--allow-connect)",
+        why: "every host: the launcher hands the notification listener to the supervisor over its handoff socket (HANDOFF_FD, SCM_RIGHTS) and closes it; afterwards that number can only be a stream socket of the script's own (no host may create any other kind): a unix one, whose sendmsg reaches only the other end of its pair, inside the sandbox too, or a TCP one the supervisor connected to a granted endpoint (--allow-connect). Never MSG_FASTOPEN, which would connect an unconnected TCP socket to the address in the message, past the supervisor",
     },
     RuleDescription {
         syscall: "chmod",
