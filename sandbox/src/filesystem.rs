@@ -217,7 +217,9 @@ pub(crate) fn restrict_run(
         .map_err(LandlockError::Restrict)?;
     let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };
     let mut ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
-    let mut ports: Vec<u16> = endpoints.iter().map(std::net::SocketAddr::port).collect();
+    // Below ABI 4 landlock has no TCP rules (and handles no TCP access to grant).
+    let tcp_rules = landlock_abi().is_some_and(|abi| abi >= 4);
+    let mut ports: Vec<u16> = endpoints.iter().filter(|_| tcp_rules).map(std::net::SocketAddr::port).collect();
     ports.sort_unstable();
     ports.dedup();
     for port in ports {

@@ -115,6 +115,9 @@ pub fn host_checks(binary: &Path, script: &Path, abi: Option<u32>, user: &User) 
     };
     checks.push(("print-policy".to_string(), problems));
 
+    if let Some(abi) = abi {
+        checks.push(("allow-connect".to_string(), connect_checks(binary, &script_text, abi, user)));
+    }
     if abi.is_none() {
         let refused = run_host(binary, &[&script_text], user);
         let mut problems = status_problems(&refused, None, Some(1));
@@ -133,6 +136,32 @@ pub fn host_checks(binary: &Path, script: &Path, abi: Option<u32>, user: &User) 
         checks.push(("degraded-policy".to_string(), problems));
     }
     (checks, tags)
+}
+
+/// `--allow-connect` on a kernel with landlock ABI `abi`: from ABI 4 (TCP) the report lists the
+/// endpoint; below, the host refuses to run without `--allow-degraded` (exit 1, stderr names
+/// the option and the ABI) and runs with it.
+fn connect_checks(binary: &Path, script: &str, abi: u32, user: &User) -> Vec<String> {
+    const GRANT: &str = "--allow-connect=127.0.0.1:9";
+    if abi >= 4 {
+        let (report, mut problems) = policy_report(binary, &[GRANT, "--print-policy=json", script], user);
+        if report.pointer("/connect/0/addresses/0").and_then(Value::as_str) != Some("127.0.0.1:9") {
+            problems.push(format!("--print-policy=json lacks the endpoint: {:?}", report.get("connect")));
+        }
+        return problems;
+    }
+    let refused = run_host(binary, &[GRANT, script], user);
+    let mut problems = status_problems(&refused, None, Some(1));
+    if !(refused.stderr.contains("--allow-connect") && refused.stderr.contains("ABI 4")) {
+        problems.push(format!("stderr does not name --allow-connect and ABI 4: {:?}", refused.stderr));
+    }
+    let degraded = run_host(binary, &[GRANT, "--allow-degraded", script], user);
+    problems.extend(
+        status_problems(&degraded, None, Some(0))
+            .into_iter()
+            .map(|problem| format!("with --allow-degraded: {problem}")),
+    );
+    problems
 }
 
 /// The host's `--print-policy=json` report (`Null` when it cannot be read) and what went wrong.
