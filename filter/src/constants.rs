@@ -31,6 +31,7 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("SECCOMP_IOCTL_NOTIF_RECV", 0xc050_2100, 0xc050_2100),
     ("SECCOMP_IOCTL_NOTIF_SEND", 0xc018_2101, 0xc018_2101),
     ("SECCOMP_IOCTL_NOTIF_ID_VALID", 0x4008_2102, 0x4008_2102),
+    ("SECCOMP_IOCTL_NOTIF_ADDFD", 0x4018_2103, 0x4018_2103),
     // pidfd_open's flag for a thread that does not lead its group (Linux 6.9): O_EXCL
     ("PIDFD_THREAD", 0o200, 0o200),
     // clocks (uapi/linux/time.h); the process's own CPU clocks are MAKE_PROCESS_CPUCLOCK(0, n)
@@ -166,6 +167,11 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("AF_UNIX", 1, 1),
     ("AF_INET", 2, 2),
     ("AF_INET6", 10, 10),
+    ("AF_NETLINK", 16, 16),
+    ("SOCK_RAW", 3, 3),
+    ("SOCK_RAW_CLOEXEC", 0x80003, 0x80003),
+    // the protocol of a netlink socket that reads interfaces and routes
+    ("NETLINK_ROUTE", 0, 0),
     // socket types and the flags socket()/socketpair() accept in the type argument
     ("SOCK_STREAM", 1, 1),
     ("SOCK_NONBLOCK", 0x800, 0x800),

@@ -60,6 +60,10 @@ pub struct Policy {
     /// host before the sandbox): the supervisor connects the script's socket to these only, and
     /// landlock lets the supervisor reach their ports and nothing else.
     pub connect: Vec<std::net::SocketAddr>,
+    /// The names among the `--allow-connect` endpoints, with the addresses the host resolved
+    /// them to: the supervisor answers the script's lookups of these (glibc asks nscd, whose
+    /// socket the supervisor stands in for) and of no other name.
+    pub names: Vec<(String, Vec<std::net::IpAddr>)>,
     /// What stays visible of the command line (`ps`, /proc): the script's name and arguments,
     /// which the script receives anyway. The host's own options are overwritten.
     pub visible_arguments: Vec<OsString>,
@@ -153,7 +157,7 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         output_limit,
         run_budget: policy.run_budget,
         grants: supervisor::Grants::new(&fs_rules),
-        endpoints: policy.connect.clone(),
+        network: supervisor::Granted { endpoints: policy.connect.clone(), names: policy.names.clone() },
         in_run_domain: false,
     };
     // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);

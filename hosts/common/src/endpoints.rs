@@ -3,7 +3,9 @@
 //! sandbox (the script's own lookups stay refused); every address it resolves to is granted
 //! with that port, and nothing else.
 
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::FromRawFd;
 
 /// An endpoint as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,17 +55,57 @@ pub fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(unmapped(ip), endpoint.port)]);
     }
-    let resolved = (endpoint.host.as_str(), endpoint.port)
-        .to_socket_addrs()
+    let resolved = in_child(&endpoint.host, endpoint.port)
         .map_err(|error| format!("--allow-connect {endpoint}: cannot resolve {}: {error}", endpoint.host))?;
     let mut addresses: Vec<SocketAddr> =
-        resolved.map(|address| SocketAddr::new(unmapped(address.ip()), address.port())).collect();
+        resolved.into_iter().map(|address| SocketAddr::new(unmapped(address.ip()), address.port())).collect();
     addresses.sort();
     addresses.dedup();
     if addresses.is_empty() {
         return Err(format!("--allow-connect {endpoint}: {} has no address", endpoint.host));
     }
     Ok(addresses)
+}
+
+/// `getaddrinfo` in a child process: glibc remembers in the process that nscd is not running
+/// (for the next hundred lookups), and the script of an embedding host (hlua, hpython) runs in
+/// this process, where the supervisor answers nscd's socket for the granted names.
+fn in_child(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let mut ends: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: pipe2 writes two descriptors into the array, which is ours.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    let (mut reader, writer) = unsafe { (std::fs::File::from_raw_fd(ends[0]), std::fs::File::from_raw_fd(ends[1])) };
+    // SAFETY: the host is single-threaded here (before the sandbox), so the child may run
+    // arbitrary code; it only resolves, writes to the pipe and exits without unwinding.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    if child == 0 {
+        drop(reader);
+        let mut writer = writer;
+        let text = match (host, port).to_socket_addrs() {
+            Ok(addresses) => addresses.map(|address| format!("{address}\n")).collect::<String>(),
+            Err(error) => format!("!{error}\n"),
+        };
+        let status = i32::from(writer.write_all(text.as_bytes()).is_err());
+        // SAFETY: _exit ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(status) };
+    }
+    drop(writer);
+    let mut text = String::new();
+    let read = reader.read_to_string(&mut text);
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is ours.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    read.map_err(|error| error.to_string())?;
+    if let Some(error) = text.strip_prefix('!') {
+        return Err(error.trim_end().to_string());
+    }
+    text.lines().map(|line| line.parse().map_err(|_| format!("unreadable address {line:?}"))).collect()
 }
 
 fn unmapped(ip: IpAddr) -> IpAddr {

@@ -28,6 +28,7 @@ mod names;
 mod network;
 mod refusals;
 mod relay;
+mod resolver;
 mod signals;
 pub(crate) mod stdio;
 mod sys;
@@ -42,6 +43,7 @@ pub use accounting::RunBudget;
 use accounting::{Accounting, Spent};
 use children::{Children, Ending};
 pub(crate) use emulation::Grants;
+pub(crate) use network::Granted;
 pub use refusals::OnRefusal;
 use refusals::Reporter;
 use relay::Step;
@@ -77,8 +79,9 @@ pub(crate) struct Config {
     pub(crate) run_budget: Option<RunBudget>,
     /// Where an emulated call may act (the host's landlock grants).
     pub(crate) grants: Grants,
-    /// The TCP endpoints the supervisor connects the script's sockets to (`--allow-connect`).
-    pub(crate) endpoints: Vec<std::net::SocketAddr>,
+    /// What `--allow-connect` granted: the endpoints the supervisor connects the script's
+    /// sockets to, and the names it answers lookups of.
+    pub(crate) network: network::Granted,
     /// The launcher entered the run's landlock domain (`filesystem::restrict_run`), which
     /// confines what the supervisor may inspect to the run's own processes.
     pub(crate) in_run_domain: bool,
@@ -189,6 +192,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         interrupts: 0,
         accounting,
         connecting: Vec::new(),
+        lookups: Vec::new(),
     }
     .run()
 }
@@ -207,6 +211,8 @@ struct Supervisor {
     accounting: Option<Accounting>,
     /// Connects made for callers that wait on them (`--allow-connect`, blocking sockets).
     connecting: Vec<network::PendingConnect>,
+    /// Lookups of names the supervisor answers in nscd's place (`--allow-connect NAME:PORT`).
+    lookups: Vec<resolver::Lookup>,
 }
 
 /// What a polled descriptor is for.
@@ -217,6 +223,7 @@ enum Source {
     Listener,
     Pump(usize),
     Connecting(usize),
+    Lookup(usize),
 }
 
 /// What became of an emulated call.
@@ -253,6 +260,9 @@ impl Supervisor {
             for (index, pending) in self.connecting.iter().enumerate() {
                 add(pending.raw(), libc::POLLOUT, Source::Connecting(index));
             }
+            for (index, lookup) in self.lookups.iter().enumerate() {
+                add(lookup.raw(), libc::POLLIN, Source::Lookup(index));
+            }
             let mut gated = false;
             for (index, pump) in self.relay.pumps.iter().enumerate() {
                 gated |= pump.is_gated();
@@ -281,12 +291,14 @@ impl Supervisor {
                 continue;
             }
             let mut connected = Vec::new();
+            let mut asked = Vec::new();
             for (poll, source) in polls.iter().zip(sources) {
                 if poll.revents == 0 {
                     continue;
                 }
                 match source {
                     Source::Connecting(index) => connected.push(index),
+                    Source::Lookup(index) => asked.push(index),
                     Source::Signals => self.on_signals(),
                     Source::Handoff => self.take_listener(),
                     Source::Listener if poll.revents & libc::POLLIN != 0 => self.on_notification(),
@@ -304,6 +316,28 @@ impl Supervisor {
                 }
             }
             self.answer_connected(&connected);
+            self.answer_lookups(&asked);
+        }
+    }
+
+    /// Reads the lookups whose ends are readable (`indexes` into `lookups`, ascending), answers
+    /// the whole requests, and names each name that is not granted.
+    fn answer_lookups(&mut self, indexes: &[usize]) {
+        for &index in indexes.iter().rev() {
+            let Some(lookup) = self.lookups.get_mut(index) else { continue };
+            match lookup.on_readable(&self.config.network.names) {
+                resolver::Step::Waiting => {}
+                resolver::Step::Over(refused) => {
+                    self.lookups.swap_remove(index);
+                    if let Some(name) = refused {
+                        let what = format!("the lookup of {name:?}: not a granted name (--allow-connect NAME:PORT)");
+                        if self.reporter.is_new(&what) {
+                            self.relay.flush_ready();
+                            self.reporter.line(&format!("sandbox refused {what}"));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -427,9 +461,10 @@ impl Supervisor {
             Emulated::Answered
         };
         let can_inspect = self.config.can_inspect();
+        let granted = &self.config.network;
         let outcome = match self.config.program.syscall_name(data.nr as u32) {
-            Some("socket") => network::socket(&self.config.endpoints),
-            Some("connect") => network::connect(&self.config.endpoints, can_inspect, notified, data.args),
+            Some("socket") => network::socket(granted, data.args),
+            Some("connect") => network::connect(granted, can_inspect, notified, data.args, self.lookups.len()),
             _ => {
                 return match emulation::emulate(self.config.program, &self.config.grants, can_inspect, notified, data) {
                     emulation::Answer::Made(result) => answer(result),
@@ -447,6 +482,10 @@ impl Supervisor {
             network::Outcome::Pending(pending) => {
                 self.connecting.push(pending);
                 Emulated::Answered
+            }
+            network::Outcome::Lookup(lookup) => {
+                self.lookups.push(lookup);
+                answer(Ok(0))
             }
             network::Outcome::Refused(reason) => Emulated::Refused(reason),
             network::Outcome::Unreachable => Emulated::Refused(String::new()),

@@ -22,7 +22,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::caller::{Caller, Notified};
+use super::resolver::{self, Lookup};
 use super::sys;
+
+/// What `--allow-connect` granted: the endpoints, and the names among them with the addresses
+/// the host resolved them to (which the supervisor answers lookups of).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Granted {
+    pub(crate) endpoints: Vec<SocketAddr>,
+    pub(crate) names: Vec<(String, Vec<IpAddr>)>,
+}
 
 /// What a notified `socket` or `connect` gets.
 pub(crate) enum Outcome {
@@ -32,6 +41,8 @@ pub(crate) enum Outcome {
     Made(Result<i64, i32>),
     /// A blocking connect in progress: answered when the socket is writable.
     Pending(PendingConnect),
+    /// A lookup of a name: the script's socket now reaches this supervisor's end.
+    Lookup(Lookup),
     /// Refused by name, with the reason.
     Refused(String),
     /// The caller is gone: nothing to answer.
@@ -64,16 +75,34 @@ const LONGEST_ADDRESS: usize = std::mem::size_of::<libc::sockaddr_in6>();
 /// The shortest `sockaddr_in6` the kernel accepts (RFC 2133, without the scope id).
 const SHORTEST_IN6: usize = 24;
 
-/// `socket(AF_INET or AF_INET6, SOCK_STREAM, 0 or IPPROTO_TCP)`.
-pub(crate) fn socket(endpoints: &[SocketAddr]) -> Outcome {
-    if endpoints.is_empty() {
+/// `socket(AF_INET or AF_INET6, SOCK_STREAM, 0 or IPPROTO_TCP)`; glibc's nscd socket
+/// (`AF_UNIX`, which fails quietly with EACCES unless a name is granted, as it always did);
+/// glibc's netlink route socket (`AF_NETLINK`, which fails quietly with an endpoint granted, so
+/// that lookups do not report it, and is refused by name otherwise).
+pub(crate) fn socket(granted: &Granted, args: [u64; 6]) -> Outcome {
+    match args[0] as u32 as i32 {
+        libc::AF_UNIX if granted.names.is_empty() => return Outcome::Made(Err(libc::EACCES)),
+        libc::AF_UNIX => return Outcome::Continue,
+        libc::AF_NETLINK if granted.endpoints.is_empty() => return Outcome::Refused(String::new()),
+        libc::AF_NETLINK => return Outcome::Made(Err(libc::EACCES)),
+        _ => {}
+    }
+    if granted.endpoints.is_empty() {
         return Outcome::Refused("no endpoint is granted (--allow-connect HOST:PORT)".to_string());
     }
     Outcome::Continue
 }
 
 /// `connect(fd, address, length)`.
-pub(crate) fn connect(endpoints: &[SocketAddr], can_inspect: bool, notified: Notified, args: [u64; 6]) -> Outcome {
+/// `lookups_open`: the lookups the supervisor is answering now.
+pub(crate) fn connect(
+    granted: &Granted,
+    can_inspect: bool,
+    notified: Notified,
+    args: [u64; 6],
+    lookups_open: usize,
+) -> Outcome {
+    let endpoints = granted.endpoints.as_slice();
     // Refused as any call outside the allow-list (a unix socket's connect too).
     if endpoints.is_empty() {
         return Outcome::Refused(String::new());
@@ -95,6 +124,9 @@ pub(crate) fn connect(endpoints: &[SocketAddr], can_inspect: bool, notified: Not
     }
     let (family, wanted) = match parse(&bytes[..copied]) {
         Ok(parsed) => parsed,
+        Err(Unparsed::Family(family)) if i32::from(family) == libc::AF_UNIX && resolver::is_nscd(&bytes[..copied]) => {
+            return lookup(granted, &caller, notified, args[0], lookups_open)
+        }
         Err(Unparsed::Family(family)) => {
             return Outcome::Refused(format!("{} is not a granted endpoint", family_name(family)))
         }
@@ -130,6 +162,32 @@ pub(crate) fn connect(endpoints: &[SocketAddr], can_inspect: bool, notified: Not
     // The granted address (an IPv6 socket reaches an IPv4 one as ::ffff:a.b.c.d).
     let target = if domain == libc::AF_INET6 { to_inet6(granted) } else { granted };
     start(socket, target, notified.id)
+}
+
+/// The script connects its nscd socket: with a granted name, the supervisor's own end takes its
+/// place; otherwise refused.
+fn lookup(granted: &Granted, caller: &Caller, notified: Notified, fd: u64, lookups_open: usize) -> Outcome {
+    if granted.names.is_empty() {
+        return Outcome::Refused("nscd's socket: no name is granted (--allow-connect NAME:PORT)".to_string());
+    }
+    if lookups_open >= resolver::MOST_LOOKUPS {
+        return Outcome::Made(Err(libc::EAGAIN));
+    }
+    let socket = match caller.descriptor(fd) {
+        Ok(socket) => socket,
+        Err(error) => return Outcome::Made(Err(error.raw_os_error().unwrap_or(libc::EBADF))),
+    };
+    match (socket_option(&socket, libc::SO_DOMAIN), socket_option(&socket, libc::SO_TYPE)) {
+        (Ok(libc::AF_UNIX), Ok(libc::SOCK_STREAM)) => {}
+        _ => return Outcome::Refused("nscd's socket: only a unix stream socket connects".to_string()),
+    }
+    if caller.still_waiting().is_err() {
+        return Outcome::Unreachable;
+    }
+    match resolver::attach(notified.listener, notified.id, fd) {
+        Ok(lookup) => Outcome::Lookup(lookup),
+        Err(error) => Outcome::Made(Err(error.raw_os_error().unwrap_or(libc::EIO))),
+    }
 }
 
 /// Connects `socket` to `target`; a blocking socket is connected without blocking.
