@@ -2,8 +2,9 @@
 //! place.
 //!
 //! glibc's `getaddrinfo` asks the name service cache daemon first: a unix stream socket
-//! connected to `/var/run/nscd/socket`, one request (`GETAI` and the name), one answer (the
-//! addresses), and a "no such name" answer is final (no files, no DNS). When the script connects
+//! connected to `/var/run/nscd/socket`, one request (`GETAI` and the name; `GETHOSTBYNAME` for
+//! IPv4 alone, `GETHOSTBYNAMEv6` from `gethostbyname2`), one answer (the addresses), and a
+//! "no such name" answer is final (no files, no DNS). When the script connects
 //! its socket there, the supervisor puts one end of a socket pair of its own in its place
 //! (`SECCOMP_IOCTL_NOTIF_ADDFD`, at the same descriptor number), answers the connect with
 //! success, and answers the request on the other end: the addresses the host resolved at start
@@ -22,7 +23,11 @@ use super::sys;
 const NSCD_SOCKETS: [&[u8]; 2] = [b"/var/run/nscd/socket", b"/run/nscd/socket"];
 /// `NSCD_VERSION`, the version of every request and answer.
 const NSCD_VERSION: i32 = 2;
-/// The request `getaddrinfo` sends (`GETAI`).
+/// `GETHOSTBYNAME`: IPv4 addresses (getaddrinfo for AF_INET alone, gethostbyname).
+const GET_HOST_BY_NAME: i32 = 4;
+/// `GETHOSTBYNAMEv6`: IPv6 addresses (gethostbyname2 for AF_INET6).
+const GET_HOST_BY_NAME_V6: i32 = 5;
+/// `GETAI`: every address (getaddrinfo).
 const GET_ADDRESS_INFO: i32 = 14;
 /// The longest key nscd takes (`MAXKEYLEN`).
 const LONGEST_KEY: usize = 1024;
@@ -111,10 +116,14 @@ impl Lookup {
         match parse(&self.request) {
             Request::Incomplete => Step::Waiting,
             Request::Other => Step::Over(None),
-            Request::Addresses(key) => {
-                let name = String::from_utf8_lossy(key).into_owned();
+            Request::Lookup { kind, name } => {
+                let name = String::from_utf8_lossy(name).into_owned();
                 let addresses = find(names, &name);
-                let _ = sys::write_all(self.end.as_raw_fd(), &answer(&name, addresses));
+                let reply = match kind {
+                    GET_ADDRESS_INFO => address_info(&name, addresses),
+                    _ => host_entry(&name, addresses, kind == GET_HOST_BY_NAME_V6),
+                };
+                let _ = sys::write_all(self.end.as_raw_fd(), &reply);
                 Step::Over(addresses.is_none().then_some(name))
             }
         }
@@ -123,8 +132,11 @@ impl Lookup {
 
 enum Request<'a> {
     Incomplete,
-    /// A `GETAI` request for this name (without its NUL).
-    Addresses(&'a [u8]),
+    /// A request of `kind` for this name (without its NUL).
+    Lookup {
+        kind: i32,
+        name: &'a [u8],
+    },
     /// Anything else, or nothing nscd would take.
     Other,
 }
@@ -134,12 +146,13 @@ fn parse(request: &[u8]) -> Request<'_> {
     let field = |at: usize| i32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
     let (version, kind, length) = (field(0), field(4), field(8));
     let Ok(length) = usize::try_from(length) else { return Request::Other };
-    if version != NSCD_VERSION || kind != GET_ADDRESS_INFO || length == 0 || length > LONGEST_KEY {
+    let known = matches!(kind, GET_HOST_BY_NAME | GET_HOST_BY_NAME_V6 | GET_ADDRESS_INFO);
+    if version != NSCD_VERSION || !known || length == 0 || length > LONGEST_KEY {
         return Request::Other;
     }
     match request.get(REQUEST_HEADER..REQUEST_HEADER + length) {
         None => Request::Incomplete,
-        Some([name @ .., 0]) if !name.contains(&0) => Request::Addresses(name),
+        Some([name @ .., 0]) if !name.contains(&0) => Request::Lookup { kind, name },
         Some(_) => Request::Other,
     }
 }
@@ -150,10 +163,50 @@ fn find<'a>(names: &'a [(String, Vec<IpAddr>)], name: &str) -> Option<&'a [IpAdd
     names.iter().find(|(granted, _)| granted.eq_ignore_ascii_case(wanted)).map(|(_, addresses)| addresses.as_slice())
 }
 
+fn int(value: i32) -> [u8; 4] {
+    value.to_ne_bytes()
+}
+
+fn length(bytes: usize) -> i32 {
+    i32::try_from(bytes).unwrap_or(i32::MAX)
+}
+
+/// `hst_response_header` and its data: the name, then the addresses of one family (IPv6 for
+/// `GETHOSTBYNAMEv6`), no aliases; or "not found" when the name has none.
+fn host_entry(name: &str, addresses: Option<&[IpAddr]>, six: bool) -> Vec<u8> {
+    let packed: Vec<u8> = addresses
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|address| match (address, six) {
+            (IpAddr::V4(v4), false) => Some(v4.octets().to_vec()),
+            (IpAddr::V6(v6), true) => Some(v6.octets().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let size = if six { 16 } else { 4 };
+    if packed.is_empty() {
+        return [int(NSCD_VERSION), int(0), int(0), int(0), int(0), int(0), int(0), int(HOST_NOT_FOUND)].concat();
+    }
+    let family = if six { libc::AF_INET6 } else { libc::AF_INET };
+    let canonical: Vec<u8> = name.bytes().chain([0]).collect();
+    let header = [
+        int(NSCD_VERSION),
+        int(1),
+        int(length(canonical.len())),
+        int(0),
+        int(family),
+        int(size),
+        int(length(packed.len() / size as usize)),
+        int(0),
+    ]
+    .concat();
+    [header, canonical, packed].concat()
+}
+
 /// `ai_response_header` and its data: the addresses (4 or 16 bytes each), their families (one
 /// byte each) and the canonical name; or "not found".
-fn answer(name: &str, addresses: Option<&[IpAddr]>) -> Vec<u8> {
-    let int = |value: i32| value.to_ne_bytes();
+fn address_info(name: &str, addresses: Option<&[IpAddr]>) -> Vec<u8> {
     let Some(addresses) = addresses else {
         return [int(NSCD_VERSION), int(0), int(0), int(0), int(0), int(HOST_NOT_FOUND)].concat();
     };
@@ -172,7 +225,6 @@ fn answer(name: &str, addresses: Option<&[IpAddr]>) -> Vec<u8> {
         }
     }
     let canonical: Vec<u8> = name.bytes().chain([0]).collect();
-    let length = |bytes: usize| i32::try_from(bytes).unwrap_or(i32::MAX);
     let header = [
         int(NSCD_VERSION),
         int(1),
@@ -199,7 +251,7 @@ mod tests {
         let whole = request(GET_ADDRESS_INFO, b"api.example\0");
         assert!(matches!(parse(&whole[..5]), Request::Incomplete));
         assert!(matches!(parse(&whole[..whole.len() - 1]), Request::Incomplete));
-        assert!(matches!(parse(&whole), Request::Addresses(b"api.example")));
+        assert!(matches!(parse(&whole), Request::Lookup { kind: GET_ADDRESS_INFO, name: b"api.example" }));
         assert!(matches!(parse(&request(13, b"hosts\0")), Request::Other));
         assert!(matches!(parse(&request(GET_ADDRESS_INFO, b"no-nul")), Request::Other));
         assert!(matches!(parse(&request(GET_ADDRESS_INFO, b"a\0b\0")), Request::Other));
@@ -210,12 +262,16 @@ mod tests {
         let names =
             vec![("api.example".to_string(), vec!["192.0.2.7".parse().unwrap(), "2001:db8::1".parse().unwrap()])];
         let found = find(&names, "API.example.").unwrap();
-        let reply = answer("api.example", Some(found));
+        let reply = address_info("api.example", Some(found));
         assert_eq!(reply.len(), 24 + 4 + 16 + 2 + 12);
         assert_eq!(&reply[4..8], &1i32.to_ne_bytes());
         assert_eq!(&reply[24..28], &[192, 0, 2, 7]);
         assert!(find(&names, "other.example").is_none());
-        assert_eq!(&answer("other.example", None)[4..8], &0i32.to_ne_bytes());
+        assert_eq!(&address_info("other.example", None)[4..8], &0i32.to_ne_bytes());
+        let entry = host_entry("api.example", Some(found), false);
+        assert_eq!(entry.len(), 32 + 12 + 4);
+        assert_eq!(&entry[44..48], &[192, 0, 2, 7]);
+        assert_eq!(host_entry("api.example", Some(found), true).len(), 32 + 12 + 16);
         assert!(is_nscd(b"\x01\x00/var/run/nscd/socket\0\0\0"));
         assert!(!is_nscd(b"\x01\x00/var/run/nscd/socket2\0"));
     }
