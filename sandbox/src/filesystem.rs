@@ -195,7 +195,8 @@ fn add_rules<'a>(
 /// inspect the host (landlock lets a process trace only processes of its own domain or of a
 /// domain nested in it), which it needs to make the emulated calls (see
 /// `supervisor::emulation`). It grants exactly the host's rules and, when the supervisor watches
-/// the run's CPU and memory, reading beneath /proc; TCP connect to the ports of `endpoints`
+/// the run's CPU and memory or checks the credentials of its callers (run by root), reading
+/// beneath /proc; TCP connect to the ports of `endpoints`
 /// only (the granted ones, which the supervisor connects the script's sockets to), nothing else
 /// of TCP. The supervisor thus reaches
 /// no file the script cannot reach itself (before, it reached none). No scope is set: scopes

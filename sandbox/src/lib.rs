@@ -164,7 +164,12 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
     privileges::set_no_new_privs()?;
     let config = supervisor::Config {
-        in_run_domain: filesystem::restrict_run(&fs_rules, policy.run_budget.is_some(), &policy.connect)?,
+        // /proc: the run's CPU and memory (the budgets), and run by root the callers' credentials.
+        in_run_domain: filesystem::restrict_run(
+            &fs_rules,
+            policy.run_budget.is_some() || tasks.own_uid.is_some(),
+            &policy.connect,
+        )?,
         ..config
     };
     timing::mark("run domain");

@@ -121,6 +121,35 @@ impl Caller {
         })
     }
 
+    /// Whether the caller's effective and filesystem uids and gids are the supervisor's own
+    /// (`/proc/TID/status`). Run by root, a kernel before 6.18 gives an exec'd interpreter the
+    /// run's own uid (no_new_privs resets the effective uid to the real one), and the supervisor
+    /// must not then act with uid 0 for it.
+    /// `identity`: the supervisor's effective uid and gid, read before its filter (which
+    /// allows no geteuid).
+    pub(crate) fn acts_as(&self, identity: (u32, u32)) -> bool {
+        let path = format!("/proc/{}/status\0", self.tid);
+        // SAFETY: a NUL-terminated path we own; the descriptor is adopted at once.
+        let Ok(status) = sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) })
+        else {
+            return false;
+        };
+        let mut buffer = [0u8; 4096];
+        // SAFETY: reads at most the buffer's length into it.
+        let read = unsafe { libc::read(status.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        let Ok(read) = usize::try_from(read) else { return false };
+        let text = String::from_utf8_lossy(&buffer[..read]);
+        // "Uid:\treal\teffective\tsaved\tfilesystem", the same for Gid.
+        let ids = |key: &str| -> Option<(u32, u32)> {
+            let line = text.lines().find(|line| line.starts_with(key))?;
+            let fields: Vec<u32> =
+                line[key.len()..].split_whitespace().filter_map(|field| field.parse().ok()).collect();
+            Some((*fields.get(1)?, *fields.get(3)?))
+        };
+        let (uid, gid) = identity;
+        ids("Uid:") == Some((uid, uid)) && ids("Gid:") == Some((gid, gid))
+    }
+
     /// The calling thread's id.
     pub(crate) fn tid(&self) -> libc::pid_t {
         self.tid

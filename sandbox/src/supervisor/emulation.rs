@@ -42,6 +42,10 @@ struct Grant {
 /// Where the emulated calls may act: the host's landlock grants, by canonical path.
 pub(crate) struct Grants {
     grants: Vec<Grant>,
+    /// Run by root, the supervisor's effective uid and gid: it acts only for a caller with the
+    /// same (read at start, before its filter, which allows no geteuid). Run by a user, no
+    /// process of the run can have other credentials (no_new_privs, no capabilities).
+    identity: Option<(u32, u32)>,
 }
 
 impl Grants {
@@ -55,7 +59,9 @@ impl Grants {
                 Some(Grant { root, is_directory, writable: rule.access == FsAccess::ReadWrite })
             })
             .collect();
-        Grants { grants }
+        // SAFETY: geteuid and getegid have no preconditions.
+        let identity = unsafe { (libc::geteuid() == 0).then(|| (libc::geteuid(), libc::getegid())) };
+        Grants { grants, identity }
     }
 
     /// Whether `path` (absolute, canonical) may be changed: it lies beneath a directory the
@@ -175,6 +181,11 @@ pub(crate) fn emulate(
         _ => return Answer::Refused("no emulation for this call"),
     };
     let Ok(caller) = Caller::open(notified) else { return Answer::Unreachable };
+    if grants.identity.is_some_and(|identity| !caller.acts_as(identity)) {
+        return Answer::Refused(
+            "the caller's uid is not the supervisor's (run by root, the interpreter took the run's own uid at exec)",
+        );
+    }
     let change = match (mode, change_address) {
         (Some(mode), _) => {
             let Ok(mode) = u32::try_from(mode & 0xffff_ffff) else { return Answer::Made(Err(libc::EINVAL)) };
@@ -201,6 +212,11 @@ pub(crate) fn emulate(
 /// `inotify_add_watch(fd, path, mask)`: the watch goes on the caller's own instance.
 fn watch(grants: &Grants, notified: Notified, args: [u64; 6]) -> Answer {
     let Ok(caller) = Caller::open(notified) else { return Answer::Unreachable };
+    if grants.identity.is_some_and(|identity| !caller.acts_as(identity)) {
+        return Answer::Refused(
+            "the caller's uid is not the supervisor's (run by root, the interpreter took the run's own uid at exec)",
+        );
+    }
     let instance = match caller.descriptor(int(args[0])) {
         Ok(instance) => instance,
         Err(error) => return Answer::Made(Err(error.raw_os_error().unwrap_or(libc::EBADF))),

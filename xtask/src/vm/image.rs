@@ -175,6 +175,8 @@ pub fn write_initramfs(root: &Path, binaries: &Binaries, path: &Path) -> Result<
     let passwd = format!("root:x:0:0:root:/root:/bin/sh\n{user}:x:{UID}:{GID}:h test user:/nonexistent:/bin/false\n");
     cpio.file("etc/passwd", 0o644, passwd.as_bytes())?;
     cpio.file("etc/group", 0o644, format!("root:x:0:\n{user}:x:{GID}:\n").as_bytes())?;
+    // As on any machine: the cases grant `localhost:PORT` by name (connect-by-name).
+    cpio.file("etc/hosts", 0o644, b"127.0.0.1 localhost\n")?;
     let config = GuestConfig { hosts, uid: UID, gid: GID, timeout_factor: TIMEOUT_FACTOR };
     cpio.file(CONFIG_PATH, 0o644, serde_json::to_string_pretty(&config)?.as_bytes())?;
 
