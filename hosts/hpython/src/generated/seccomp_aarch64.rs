@@ -34,18 +34,18 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000237 }, //   19: goto flistxattr
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   20: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000011 }, //   21: getcwd?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002a7 }, //   22: goto getcwd
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002aa }, //   22: goto getcwd
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000013 }, //   23: eventfd2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000032e }, //   24: goto eventfd2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000014 }, //   25: epoll_create1?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b8 }, //   26: goto epoll_create1
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bb }, //   26: goto epoll_create1
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   27: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000018 }, //   28: syscall number >= 24?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //   29: goto numbers from 24
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000015 }, //   30: epoll_ctl?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b4 }, //   31: goto epoll_ctl
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b7 }, //   31: goto epoll_ctl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000016 }, //   32: epoll_pwait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b3 }, //   33: goto epoll_pwait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b6 }, //   33: goto epoll_pwait
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000017 }, //   34: dup?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000031a }, //   35: goto dup
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   36: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -70,17 +70,17 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000001d }, //   55: ioctl?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000017e }, //   56: goto ioctl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000020 }, //   57: flock?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ea }, //   58: goto flock
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002eb }, //   58: goto flock
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   59: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000023 }, //   60: syscall number >= 35?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   61: goto numbers from 35
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000021 }, //   62: mknodat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002fd }, //   63: goto mknodat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000022 }, //   64: mkdirat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000028b }, //   65: goto mkdirat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000028e }, //   65: goto mkdirat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   66: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000023 }, //   67: unlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000287 }, //   68: goto unlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000028a }, //   68: goto unlinkat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000024 }, //   69: symlinkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f4 }, //   70: goto symlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   71: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -89,16 +89,16 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000025 }, //   74: linkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f0 }, //   75: goto linkat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000026 }, //   76: renameat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000280 }, //   77: goto renameat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000283 }, //   77: goto renameat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002c }, //   78: fstatfs?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d6 }, //   79: goto fstatfs
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d7 }, //   79: goto fstatfs
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   80: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000031 }, //   81: syscall number >= 49?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   82: goto numbers from 49
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002e }, //   83: ftruncate?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000027b }, //   84: goto ftruncate
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000027e }, //   84: goto ftruncate
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000030 }, //   85: faccessat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000269 }, //   86: goto faccessat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026c }, //   86: goto faccessat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   87: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000031 }, //   88: chdir?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002cf }, //   89: goto chdir
@@ -123,7 +123,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003b }, //  108: pipe2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bd }, //  109: goto pipe2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003d }, //  110: getdents64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024d }, //  111: goto getdents64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000250 }, //  111: goto getdents64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  112: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000041 }, //  113: syscall number >= 65?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  114: goto numbers from 65
@@ -142,7 +142,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c3 }, //  127: goto writev
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  128: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000043 }, //  129: pread64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000239 }, //  130: goto pread64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000023c }, //  130: goto pread64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000044 }, //  131: pwrite64?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bc }, //  132: goto pwrite64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  133: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -155,7 +155,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000046 }, //  140: pwritev?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b7 }, //  141: goto pwritev
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000047 }, //  142: sendfile?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000293 }, //  143: goto sendfile
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000294 }, //  143: goto sendfile
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  144: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000004c }, //  145: syscall number >= 76?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  146: goto numbers from 76
@@ -167,7 +167,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004c }, //  152: splice?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002a6 }, //  153: goto splice
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004e }, //  154: readlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000223 }, //  155: goto readlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000226 }, //  155: goto readlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  156: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000053 }, //  157: syscall number >= 83?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  158: goto numbers from 83
@@ -176,17 +176,17 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000050 }, //  161: fstat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000112 }, //  162: goto fstat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000052 }, //  163: fsync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022c }, //  164: goto fsync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022f }, //  164: goto fsync
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  165: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000005d }, //  166: syscall number >= 93?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  167: goto numbers from 93
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000053 }, //  168: fdatasync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000228 }, //  169: goto fdatasync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022b }, //  169: goto fdatasync
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000058 }, //  170: utimensat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000019c }, //  171: goto utimensat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  172: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005d }, //  173: exit?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000270 }, //  174: goto exit
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000271 }, //  174: goto exit
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //  175: exit_group?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000b2 }, //  176: goto exit_group
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  177: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -199,11 +199,11 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000066 }, //  184: syscall number >= 102?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  185: goto numbers from 102
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000062 }, //  186: futex?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000248 }, //  187: goto futex
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000249 }, //  187: goto futex
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000063 }, //  188: set_robust_list?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000262 }, //  189: goto set_robust_list
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000263 }, //  189: goto set_robust_list
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000065 }, //  190: nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000243 }, //  191: goto nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000244 }, //  191: goto nanosleep
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  192: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000066 }, //  193: getitimer?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000286 }, //  194: goto getitimer
@@ -217,14 +217,14 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000072 }, //  202: clock_getres?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000014c }, //  203: goto clock_getres
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000073 }, //  204: clock_nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000216 }, //  205: goto clock_nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000217 }, //  205: goto clock_nanosleep
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000007b }, //  206: sched_getaffinity?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000025f }, //  207: goto sched_getaffinity
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  208: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000086 }, //  209: syscall number >= 134?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  210: goto numbers from 134
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000007c }, //  211: sched_yield?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024d }, //  212: goto sched_yield
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024e }, //  212: goto sched_yield
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000084 }, //  213: sigaltstack?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000160 }, //  214: goto sigaltstack
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  215: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -284,21 +284,21 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000cd }, //  269: syscall number >= 205?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  270: goto numbers from 205
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000c7 }, //  271: socketpair?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c5 }, //  272: goto socketpair
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c8 }, //  272: goto socketpair
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cb }, //  273: connect?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000177 }, //  274: goto connect
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cc }, //  275: getsockname?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001cd }, //  276: goto getsockname
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001a7 }, //  276: goto getsockname
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  277: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000cf }, //  278: syscall number >= 207?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  279: goto numbers from 207
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cd }, //  280: getpeername?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000020d }, //  281: goto getpeername
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001a3 }, //  281: goto getpeername
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ce }, //  282: sendto?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000193 }, //  283: goto sendto
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  284: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cf }, //  285: recvfrom?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c4 }, //  286: goto recvfrom
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000019f }, //  286: goto recvfrom
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d0 }, //  287: setsockopt?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000177 }, //  288: goto setsockopt
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  289: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -328,7 +328,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000e9 }, //  313: syscall number >= 233?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  314: goto numbers from 233
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000dc }, //  315: clone?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d6 }, //  316: goto clone
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d7 }, //  316: goto clone
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000de }, //  317: mmap?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000002b }, //  318: goto mmap
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e2 }, //  319: mprotect?
@@ -342,28 +342,28 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000208 }, //  327: goto wait4
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  328: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000105 }, //  329: prlimit64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000177 }, //  330: goto prlimit64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000017a }, //  330: goto prlimit64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000114 }, //  331: renameat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000182 }, //  332: goto renameat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000185 }, //  332: goto renameat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  333: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000125 }, //  334: syscall number >= 293?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  335: goto numbers from 293
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  336: getrandom?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000a6 }, //  337: goto getrandom
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000011d }, //  338: copy_file_range?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d0 }, //  339: goto copy_file_range
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d1 }, //  339: goto copy_file_range
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000123 }, //  340: statx?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000060 }, //  341: goto statx
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  342: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000001b7 }, //  343: syscall number >= 439?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  344: goto numbers from 439
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000125 }, //  345: rseq?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c6 }, //  346: goto rseq
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c7 }, //  346: goto rseq
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  347: clone3?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c1 }, //  348: goto clone3
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c2 }, //  348: goto clone3
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  349: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b7 }, //  350: faccessat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000161 }, //  351: goto faccessat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000164 }, //  351: goto faccessat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001c4 }, //  352: fchmodat2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000e4 }, //  353: goto fchmodat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  354: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -712,114 +712,114 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  697: return NOTIFY (refused: answered and reported by the supervisor): arguments of sendto not allowed
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  698: return ALLOW (recvmsg)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  699: return ALLOW (ppoll)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  700: return ALLOW (pread64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  701: return ALLOW (getdents64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  702: return ALLOW (getcwd)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  703: return ALLOW (readlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  704: return ALLOW (faccessat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  705: return ALLOW (faccessat2)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  706: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  707: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  708: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, //  709: arg0 low == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //  710: load arg2 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, //  711: arg2 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  712: load arg2 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  713: arg2 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  714: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  715: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  716: return ALLOW (unlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  717: return ALLOW (mkdirat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  718: return ALLOW (renameat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  719: return ALLOW (renameat2)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  720: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  721: return ALLOW (fsync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  722: return ALLOW (fdatasync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  723: return ALLOW (epoll_create1)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  724: return ALLOW (epoll_ctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  725: return ALLOW (epoll_pwait)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  726: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, //  727: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  728: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, //  729: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  730: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  731: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  732: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  733: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, //  734: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  735: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  736: return ALLOW (socketpair)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  737: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  738: return ALLOW (getsockname)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  739: return ALLOW (recvfrom)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  740: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, //  741: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  742: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, //  743: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, //  744: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, //  745: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, //  746: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, //  747: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, //  748: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, //  749: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, //  750: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, //  751: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, //  752: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, //  753: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, //  754: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, //  755: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, //  756: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, //  757: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, //  758: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, //  759: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  760: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, //  761: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  762: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, //  763: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, //  764: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, //  765: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, //  766: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, //  767: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, //  768: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  769: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  770: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  771: return ALLOW (nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  772: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, //  773: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  774: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, //  775: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, //  776: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, //  777: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, //  778: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, //  779: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, //  780: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, //  781: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, //  782: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, //  783: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  784: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  785: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  786: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  787: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  788: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  789: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  790: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, //  791: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  792: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  793: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, //  794: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, //  795: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  796: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  797: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  798: return ERRNO(38) (clone3)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  799: return ALLOW (exit)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  800: return ALLOW (set_robust_list)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  801: return ALLOW (rseq)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  802: return ALLOW (sched_yield)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  803: return ALLOW (sendfile)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  804: return ALLOW (copy_file_range)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  805: return ALLOW (flock)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  806: return ALLOW (fstatfs)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  807: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  700: return ALLOW (getsockname)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  701: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  702: return ALLOW (recvfrom)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  703: return ALLOW (pread64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  704: return ALLOW (getdents64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  705: return ALLOW (getcwd)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  706: return ALLOW (readlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  707: return ALLOW (faccessat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  708: return ALLOW (faccessat2)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  709: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  710: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  711: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, //  712: arg0 low == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //  713: load arg2 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, //  714: arg2 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  715: load arg2 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  716: arg2 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  717: return ALLOW (prlimit64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  718: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  719: return ALLOW (unlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  720: return ALLOW (mkdirat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  721: return ALLOW (renameat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  722: return ALLOW (renameat2)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  723: return ALLOW (ftruncate)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  724: return ALLOW (fsync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  725: return ALLOW (fdatasync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  726: return ALLOW (epoll_create1)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  727: return ALLOW (epoll_ctl)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  728: return ALLOW (epoll_pwait)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  729: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, //  730: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  731: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, //  732: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  733: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  734: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  735: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  736: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, //  737: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  738: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  739: return ALLOW (socketpair)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  740: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  741: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, //  742: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  743: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, //  744: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, //  745: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, //  746: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, //  747: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, //  748: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, //  749: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, //  750: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, //  751: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, //  752: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, //  753: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, //  754: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, //  755: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, //  756: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, //  757: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, //  758: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, //  759: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, //  760: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  761: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, //  762: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  763: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, //  764: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, //  765: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, //  766: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, //  767: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, //  768: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, //  769: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  770: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  771: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  772: return ALLOW (nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  773: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, //  774: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  775: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, //  776: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, //  777: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, //  778: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, //  779: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, //  780: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, //  781: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, //  782: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, //  783: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, //  784: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  785: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  786: return ALLOW (futex)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  787: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  788: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  789: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  790: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  791: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, //  792: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  793: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  794: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, //  795: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, //  796: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  797: return ALLOW (clone)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  798: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  799: return ERRNO(38) (clone3)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  800: return ALLOW (exit)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  801: return ALLOW (set_robust_list)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  802: return ALLOW (rseq)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  803: return ALLOW (sched_yield)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  804: return ALLOW (sendfile)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  805: return ALLOW (copy_file_range)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  806: return ALLOW (flock)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  807: return ALLOW (fstatfs)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  808: return ALLOW (umask)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  809: return ALLOW (chdir)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  810: return ALLOW (fchdir)
@@ -863,7 +863,7 @@ static INSTRUCTIONS: [SockFilter; 849] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  848: return ALLOW (wait4)
 ];
 
-static RULES: [RuleDescription; 123] = [
+static RULES: [RuleDescription; 126] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -1206,6 +1206,27 @@ static RULES: [RuleDescription; 123] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "mmap",

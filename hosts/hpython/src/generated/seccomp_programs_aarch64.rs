@@ -36,19 +36,19 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000014 }, //   21: syscall number >= 20?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   22: goto numbers from 20
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000011 }, //   23: getcwd?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ef }, //   24: goto getcwd
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003f2 }, //   24: goto getcwd
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000013 }, //   25: eventfd2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004cd }, //   26: goto eventfd2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   27: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000014 }, //   28: epoll_create1?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000404 }, //   29: goto epoll_create1
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000407 }, //   29: goto epoll_create1
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000015 }, //   30: epoll_ctl?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000403 }, //   31: goto epoll_ctl
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000406 }, //   31: goto epoll_ctl
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   32: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000019 }, //   33: syscall number >= 25?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //   34: goto numbers from 25
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000016 }, //   35: epoll_pwait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ff }, //   36: goto epoll_pwait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000402 }, //   36: goto epoll_pwait
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000017 }, //   37: dup?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004b8 }, //   38: goto dup
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000018 }, //   39: dup3?
@@ -73,16 +73,16 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000001d }, //   58: ioctl?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ec }, //   59: goto ioctl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000020 }, //   60: flock?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000483 }, //   61: goto flock
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000484 }, //   61: goto flock
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000021 }, //   62: mknodat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000049e }, //   63: goto mknodat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   64: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000024 }, //   65: syscall number >= 36?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   66: goto numbers from 36
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000022 }, //   67: mkdirat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003d7 }, //   68: goto mkdirat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003da }, //   68: goto mkdirat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000023 }, //   69: unlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003d4 }, //   70: goto unlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003d7 }, //   70: goto unlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   71: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000024 }, //   72: symlinkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000492 }, //   73: goto symlinkat
@@ -94,14 +94,14 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000002e }, //   79: syscall number >= 46?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   80: goto numbers from 46
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000026 }, //   81: renameat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ca }, //   82: goto renameat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003cd }, //   82: goto renameat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002c }, //   83: fstatfs?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000046d }, //   84: goto fstatfs
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000046e }, //   84: goto fstatfs
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   85: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002e }, //   86: ftruncate?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003c7 }, //   87: goto ftruncate
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ca }, //   87: goto ftruncate
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000030 }, //   88: faccessat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b0 }, //   89: goto faccessat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b3 }, //   89: goto faccessat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   90: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000034 }, //   91: syscall number >= 52?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   92: goto numbers from 52
@@ -131,7 +131,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000003f }, //  116: syscall number >= 63?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  117: goto numbers from 63
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003d }, //  118: getdents64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038f }, //  119: goto getdents64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000392 }, //  119: goto getdents64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003e }, //  120: lseek?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000011b }, //  121: goto lseek
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  122: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -150,7 +150,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000045c }, //  135: goto writev
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  136: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000043 }, //  137: pread64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000037b }, //  138: goto pread64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000037e }, //  138: goto pread64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000044 }, //  139: pwrite64?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000455 }, //  140: goto pwrite64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  141: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -162,7 +162,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000452 }, //  147: goto pwritev
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  148: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000047 }, //  149: sendfile?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000428 }, //  150: goto sendfile
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000429 }, //  150: goto sendfile
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000048 }, //  151: pselect6?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000044e }, //  152: goto pselect6
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  153: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -175,7 +175,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004c }, //  160: splice?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000043f }, //  161: goto splice
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004e }, //  162: readlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000365 }, //  163: goto readlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000368 }, //  163: goto readlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  164: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000052 }, //  165: syscall number >= 82?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  166: goto numbers from 82
@@ -185,9 +185,9 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000017b }, //  170: goto fstat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  171: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000052 }, //  172: fsync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000372 }, //  173: goto fsync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000375 }, //  173: goto fsync
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000053 }, //  174: fdatasync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000371 }, //  175: goto fdatasync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000374 }, //  175: goto fdatasync
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  176: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000062 }, //  177: syscall number >= 98?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  178: goto numbers from 98
@@ -196,7 +196,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000058 }, //  181: utimensat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000028d }, //  182: goto utimensat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005d }, //  183: exit?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000402 }, //  184: goto exit
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000403 }, //  184: goto exit
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  185: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005e }, //  186: exit_group?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000d4 }, //  187: goto exit_group
@@ -206,12 +206,12 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000065 }, //  191: syscall number >= 101?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  192: goto numbers from 101
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000062 }, //  193: futex?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b9 }, //  194: goto futex
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ba }, //  194: goto futex
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000063 }, //  195: set_robust_list?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003f7 }, //  196: goto set_robust_list
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003f8 }, //  196: goto set_robust_list
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  197: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000065 }, //  198: nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b3 }, //  199: goto nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b4 }, //  199: goto nanosleep
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000066 }, //  200: getitimer?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000420 }, //  201: goto getitimer
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  202: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -233,12 +233,12 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000007c }, //  218: syscall number >= 124?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  219: goto numbers from 124
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000073 }, //  220: clock_nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000360 }, //  221: goto clock_nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000361 }, //  221: goto clock_nanosleep
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000007b }, //  222: sched_getaffinity?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003eb }, //  223: goto sched_getaffinity
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  224: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000007c }, //  225: sched_yield?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003db }, //  226: goto sched_yield
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003dc }, //  226: goto sched_yield
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000081 }, //  227: kill?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000040e }, //  228: goto kill
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  229: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -308,7 +308,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022c }, //  293: goto socket
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  294: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000c7 }, //  295: socketpair?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002fc }, //  296: goto socketpair
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ff }, //  296: goto socketpair
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cb }, //  297: connect?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000283 }, //  298: goto connect
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  299: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -319,16 +319,16 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000cf }, //  304: syscall number >= 207?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000007 }, //  305: goto numbers from 207
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cc }, //  306: getsockname?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000308 }, //  307: goto getsockname
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d2 }, //  307: goto getsockname
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cd }, //  308: getpeername?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038d }, //  309: goto getpeername
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d1 }, //  309: goto getpeername
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ce }, //  310: sendto?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bc }, //  311: goto sendto
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  312: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000d1 }, //  313: syscall number >= 209?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  314: goto numbers from 209
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cf }, //  315: recvfrom?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000300 }, //  316: goto recvfrom
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002cb }, //  316: goto recvfrom
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d0 }, //  317: setsockopt?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000289 }, //  318: goto setsockopt
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  319: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -356,7 +356,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d8 }, //  341: mremap?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000a2 }, //  342: goto mremap
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000dc }, //  343: clone?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000340 }, //  344: goto clone
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000341 }, //  344: goto clone
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  345: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000dd }, //  346: execve?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000396 }, //  347: goto execve
@@ -382,9 +382,9 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000381 }, //  367: goto wait4
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  368: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000105 }, //  369: prlimit64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000299 }, //  370: goto prlimit64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000029c }, //  370: goto prlimit64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000114 }, //  371: renameat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002a9 }, //  372: goto renameat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ac }, //  372: goto renameat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  373: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000001b3 }, //  374: syscall number >= 435?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  375: goto numbers from 435
@@ -393,22 +393,22 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000116 }, //  378: getrandom?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000131 }, //  379: goto getrandom
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000011d }, //  380: copy_file_range?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000342 }, //  381: goto copy_file_range
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000343 }, //  381: goto copy_file_range
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  382: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000123 }, //  383: statx?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000a6 }, //  384: goto statx
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000125 }, //  385: rseq?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000033a }, //  386: goto rseq
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000033b }, //  386: goto rseq
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  387: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000001b7 }, //  388: syscall number >= 439?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  389: goto numbers from 439
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  390: clone3?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000332 }, //  391: goto clone3
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000333 }, //  391: goto clone3
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b4 }, //  392: close_range?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000036a }, //  393: goto close_range
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  394: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b7 }, //  395: faccessat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000027e }, //  396: goto faccessat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000281 }, //  396: goto faccessat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001c4 }, //  397: fchmodat2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b3 }, //  398: goto fchmodat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  399: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -1042,196 +1042,196 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1027: return NOTIFY (refused: answered and reported by the supervisor): arguments of sendto not allowed
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1028: return ALLOW (recvmsg)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1029: return ALLOW (ppoll)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1030: return ALLOW (pread64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1031: return ALLOW (getdents64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1032: return ALLOW (getcwd)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1033: return ALLOW (readlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1034: return ALLOW (faccessat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1035: return ALLOW (faccessat2)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1036: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1037: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1038: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, // 1039: arg0 low == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, // 1040: load arg2 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1041: arg2 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, // 1042: load arg2 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1043: arg2 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1044: return ALLOW (prlimit64)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1045: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1046: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1047: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1048: arg0 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1049: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1050: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1051: return ALLOW (unlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1052: return ALLOW (mkdirat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1053: return ALLOW (renameat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1054: return ALLOW (renameat2)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1055: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1056: return ALLOW (fsync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1057: return ALLOW (fdatasync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1058: return ALLOW (epoll_create1)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1059: return ALLOW (epoll_ctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1060: return ALLOW (epoll_pwait)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1061: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1062: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1063: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1064: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1065: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1066: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1067: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1068: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1069: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1070: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1071: return ALLOW (socketpair)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1072: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1073: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1074: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1075: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1076: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1077: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1078: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1079: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1080: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1081: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1082: return ALLOW (socketpair)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1083: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1084: return ALLOW (getsockname)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1085: return ALLOW (recvfrom)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1086: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1087: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1088: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1089: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1090: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1091: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1092: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1093: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1094: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1095: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1096: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1097: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1098: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1099: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1100: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1101: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1102: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1103: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1104: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1105: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1106: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1107: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1108: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1109: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1110: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1111: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1112: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1113: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1114: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1115: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1116: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1117: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1118: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1119: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1120: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1121: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1122: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1123: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1124: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1125: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1126: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1127: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1128: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1129: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1130: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1131: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1132: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1133: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1134: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1135: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1136: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1137: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1138: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1139: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1140: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1141: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1142: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1143: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1144: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1145: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1146: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1147: return ALLOW (nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1148: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1149: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1150: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1151: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1152: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1153: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1154: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1155: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1156: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1157: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1158: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1159: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1160: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1161: return ALLOW (futex)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1162: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1163: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1164: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1165: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1166: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1167: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1168: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1169: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1170: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1171: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1172: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1173: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1174: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1175: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1176: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1177: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1178: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1179: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1180: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1181: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1182: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1183: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1184: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1185: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1186: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1187: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1188: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1189: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1190: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfedfffee }, // 1191: and 0xfedfffee
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1192: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1193: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1194: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1195: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1196: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00004111 }, // 1197: arg0 low == 0x4111?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1198: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1199: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1200: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1201: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1202: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1203: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1204: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1205: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1206: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1207: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1208: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1209: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, // 1210: return ERRNO(38) (clone3)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1211: return ALLOW (exit)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1212: return ALLOW (set_robust_list)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1213: return ALLOW (rseq)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1214: return ALLOW (sched_yield)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1215: return ALLOW (sendfile)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1216: return ALLOW (copy_file_range)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1217: return ALLOW (flock)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1218: return ALLOW (fstatfs)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1219: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1030: return ALLOW (getsockname)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1031: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1032: return ALLOW (recvfrom)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1033: return ALLOW (pread64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1034: return ALLOW (getdents64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1035: return ALLOW (getcwd)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1036: return ALLOW (readlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1037: return ALLOW (faccessat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1038: return ALLOW (faccessat2)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1039: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1040: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1041: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, // 1042: arg0 low == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, // 1043: load arg2 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1044: arg2 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, // 1045: load arg2 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1046: arg2 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1047: return ALLOW (prlimit64)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1048: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1049: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1050: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1051: arg0 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1052: return ALLOW (prlimit64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1053: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1054: return ALLOW (unlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1055: return ALLOW (mkdirat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1056: return ALLOW (renameat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1057: return ALLOW (renameat2)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1058: return ALLOW (ftruncate)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1059: return ALLOW (fsync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1060: return ALLOW (fdatasync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1061: return ALLOW (epoll_create1)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1062: return ALLOW (epoll_ctl)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1063: return ALLOW (epoll_pwait)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1064: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1065: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1066: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1067: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1068: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1069: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1070: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1071: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1072: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1073: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1074: return ALLOW (socketpair)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1075: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1076: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1077: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1078: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1079: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1080: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1081: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1082: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1083: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1084: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1085: return ALLOW (socketpair)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1086: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1087: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1088: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1089: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1090: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1091: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1092: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1093: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1094: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1095: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1096: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1097: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1098: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1099: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1100: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1101: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1102: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1103: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1104: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1105: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1106: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1107: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1108: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1109: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1110: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1111: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1112: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1113: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1114: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1115: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1116: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1117: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1118: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1119: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1120: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1121: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1122: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1123: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1124: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1125: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1126: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1127: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1128: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1129: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1130: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1131: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1132: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1133: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1134: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1135: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1136: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1137: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1138: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1139: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1140: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1141: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1142: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1143: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1144: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1145: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1146: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1147: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1148: return ALLOW (nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1149: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1150: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1151: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1152: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1153: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1154: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1155: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1156: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1157: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1158: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1159: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1160: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1161: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1162: return ALLOW (futex)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1163: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1164: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1165: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1166: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1167: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1168: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1169: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1170: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1171: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1172: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1173: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1174: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1175: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1176: return ALLOW (futex)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1177: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1178: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1179: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1180: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1181: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1182: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1183: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1184: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1185: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1186: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1187: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1188: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1189: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1190: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1191: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfedfffee }, // 1192: and 0xfedfffee
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1193: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1194: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1195: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1196: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1197: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00004111 }, // 1198: arg0 low == 0x4111?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1199: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1200: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1201: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1202: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1203: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1204: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1205: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1206: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1207: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1208: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1209: return ALLOW (clone)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1210: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, // 1211: return ERRNO(38) (clone3)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1212: return ALLOW (exit)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1213: return ALLOW (set_robust_list)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1214: return ALLOW (rseq)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1215: return ALLOW (sched_yield)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1216: return ALLOW (sendfile)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1217: return ALLOW (copy_file_range)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1218: return ALLOW (flock)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1219: return ALLOW (fstatfs)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1220: return ALLOW (umask)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1221: return ALLOW (chdir)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1222: return ALLOW (fchdir)
@@ -1294,7 +1294,7 @@ static INSTRUCTIONS: [SockFilter; 1280] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1279: return ALLOW (setgid)
 ];
 
-static RULES: [RuleDescription; 232] = [
+static RULES: [RuleDescription; 238] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -1637,6 +1637,27 @@ static RULES: [RuleDescription; 232] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "mmap",
@@ -2428,6 +2449,27 @@ static RULES: [RuleDescription; 232] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "clone",

@@ -74,7 +74,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022c }, //   59: goto ioctl
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   60: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000011 }, //   61: pread64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000409 }, //   62: goto pread64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000040c }, //   62: goto pread64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000012 }, //   63: pwrite64?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004ed }, //   64: goto pwrite64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   65: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -90,9 +90,9 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004e4 }, //   75: goto writev
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   76: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000015 }, //   77: access?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003fe }, //   78: goto access
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000401 }, //   78: goto access
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000018 }, //   79: sched_yield?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004b6 }, //   80: goto sched_yield
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004b7 }, //   80: goto sched_yield
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   81: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000001c }, //   82: syscall number >= 28?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   83: goto numbers from 28
@@ -113,7 +113,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000021 }, //   98: dup2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004c7 }, //   99: goto dup2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000023 }, //  100: nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000045e }, //  101: goto nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000045f }, //  101: goto nanosleep
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  102: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000024 }, //  103: getitimer?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000004ce }, //  104: goto getitimer
@@ -128,7 +128,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f7 }, //  113: goto getpid
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  114: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000028 }, //  115: sendfile?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000493 }, //  116: goto sendfile
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000494 }, //  116: goto sendfile
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000029 }, //  117: socket?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000031c }, //  118: goto socket
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002a }, //  119: connect?
@@ -145,7 +145,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002c }, //  130: sendto?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b1 }, //  131: goto sendto
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002d }, //  132: recvfrom?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000400 }, //  133: goto recvfrom
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003c4 }, //  133: goto recvfrom
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  134: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002e }, //  135: sendmsg?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002e1 }, //  136: goto sendmsg
@@ -157,12 +157,12 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000030 }, //  142: shutdown?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003a4 }, //  143: goto shutdown
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000033 }, //  144: getsockname?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003f3 }, //  145: goto getsockname
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b6 }, //  145: goto getsockname
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  146: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000034 }, //  147: getpeername?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000477 }, //  148: goto getpeername
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003b4 }, //  148: goto getpeername
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000035 }, //  149: socketpair?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003d7 }, //  150: goto socketpair
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003da }, //  150: goto socketpair
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  151: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000003b }, //  152: syscall number >= 59?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  153: goto numbers from 59
@@ -174,7 +174,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000350 }, //  159: goto getsockopt
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  160: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //  161: clone?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000043f }, //  162: goto clone
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000440 }, //  162: goto clone
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003a }, //  163: vfork?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000049a }, //  164: goto vfork
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  165: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -183,7 +183,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003b }, //  168: execve?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000496 }, //  169: goto execve
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003c }, //  170: exit?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000458 }, //  171: goto exit
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000459 }, //  171: goto exit
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  172: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003d }, //  173: wait4?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000048f }, //  174: goto wait4
@@ -201,19 +201,19 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000048 }, //  186: fcntl?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001db }, //  187: goto fcntl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000049 }, //  188: flock?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000044c }, //  189: goto flock
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000044d }, //  189: goto flock
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  190: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004a }, //  191: fsync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003a7 }, //  192: goto fsync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003aa }, //  192: goto fsync
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004b }, //  193: fdatasync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003a6 }, //  194: goto fdatasync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003a9 }, //  194: goto fdatasync
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  195: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000050 }, //  196: syscall number >= 80?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  197: goto numbers from 80
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004d }, //  198: ftruncate?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000039f }, //  199: goto ftruncate
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003a2 }, //  199: goto ftruncate
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //  200: getcwd?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000380 }, //  201: goto getcwd
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000383 }, //  201: goto getcwd
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  202: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000050 }, //  203: chdir?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000441 }, //  204: goto chdir
@@ -225,24 +225,24 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000054 }, //  210: syscall number >= 84?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  211: goto numbers from 84
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000052 }, //  212: rename?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038e }, //  213: goto rename
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000391 }, //  213: goto rename
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000053 }, //  214: mkdir?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038b }, //  215: goto mkdir
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038e }, //  215: goto mkdir
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  216: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000054 }, //  217: rmdir?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000386 }, //  218: goto rmdir
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000389 }, //  218: goto rmdir
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000056 }, //  219: link?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000044b }, //  220: goto link
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  221: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000059 }, //  222: syscall number >= 89?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  223: goto numbers from 89
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000057 }, //  224: unlink?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000037e }, //  225: goto unlink
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000381 }, //  225: goto unlink
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000058 }, //  226: symlink?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000442 }, //  227: goto symlink
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  228: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000059 }, //  229: readlink?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000364 }, //  230: goto readlink
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000367 }, //  230: goto readlink
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005a }, //  231: chmod?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000298 }, //  232: goto chmod
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000005b }, //  233: fchmod?
@@ -299,7 +299,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000083 }, //  284: sigaltstack?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024a }, //  285: goto sigaltstack
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000008a }, //  286: fstatfs?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003eb }, //  287: goto fstatfs
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ec }, //  287: goto fstatfs
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  288: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000008c }, //  289: getpriority?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000415 }, //  290: goto getpriority
@@ -325,12 +325,12 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000d9 }, //  310: syscall number >= 217?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  311: goto numbers from 217
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ca }, //  312: futex?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038b }, //  313: goto futex
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000038c }, //  313: goto futex
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cc }, //  314: sched_getaffinity?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003d8 }, //  315: goto sched_getaffinity
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  316: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d9 }, //  317: getdents64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000030a }, //  318: goto getdents64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000030d }, //  318: goto getdents64
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000da }, //  319: set_tid_address?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000408 }, //  320: goto set_tid_address
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  321: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -346,17 +346,17 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e5 }, //  331: clock_getres?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001de }, //  332: goto clock_getres
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e6 }, //  333: clock_nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000338 }, //  334: goto clock_nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000339 }, //  334: goto clock_nanosleep
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  335: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000e9 }, //  336: syscall number >= 233?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  337: goto numbers from 233
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e7 }, //  338: exit_group?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000007c }, //  339: goto exit_group
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e8 }, //  340: epoll_wait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000316 }, //  341: goto epoll_wait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000319 }, //  341: goto epoll_wait
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  342: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e9 }, //  343: epoll_ctl?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000312 }, //  344: goto epoll_ctl
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000315 }, //  344: goto epoll_ctl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000fe }, //  345: inotify_add_watch?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000236 }, //  346: goto inotify_add_watch
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ff }, //  347: inotify_rm_watch?
@@ -373,7 +373,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000101 }, //  358: openat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000fc }, //  359: goto openat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000102 }, //  360: mkdirat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f8 }, //  361: goto mkdirat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002fb }, //  361: goto mkdirat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  362: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000103 }, //  363: mknodat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003bc }, //  364: goto mknodat
@@ -383,9 +383,9 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000109 }, //  368: syscall number >= 265?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  369: goto numbers from 265
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000107 }, //  370: unlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002eb }, //  371: goto unlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ee }, //  371: goto unlinkat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000108 }, //  372: renameat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ef }, //  373: goto renameat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f2 }, //  373: goto renameat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  374: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  375: linkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003ae }, //  376: goto linkat
@@ -397,12 +397,12 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000010d }, //  382: syscall number >= 269?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  383: goto numbers from 269
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010b }, //  384: readlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ca }, //  385: goto readlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002cd }, //  385: goto readlinkat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010c }, //  386: fchmodat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001fe }, //  387: goto fchmodat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  388: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010d }, //  389: faccessat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c7 }, //  390: goto faccessat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ca }, //  390: goto faccessat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010e }, //  391: pselect6?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000003aa }, //  392: goto pselect6
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  393: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -411,14 +411,14 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010f }, //  396: ppoll?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b9 }, //  397: goto ppoll
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000111 }, //  398: set_robust_list?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000375 }, //  399: goto set_robust_list
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000376 }, //  399: goto set_robust_list
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  400: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000113 }, //  401: splice?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000039a }, //  402: goto splice
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000118 }, //  403: utimensat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001f0 }, //  404: goto utimensat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000119 }, //  405: epoll_pwait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d6 }, //  406: goto epoll_pwait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002d9 }, //  406: goto epoll_pwait
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  407: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000013c }, //  408: syscall number >= 316?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000001a }, //  409: goto numbers from 316
@@ -429,7 +429,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000122 }, //  414: eventfd2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000394 }, //  415: goto eventfd2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000123 }, //  416: epoll_create1?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c8 }, //  417: goto epoll_create1
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002cb }, //  417: goto epoll_create1
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  418: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000124 }, //  419: dup3?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000387 }, //  420: goto dup3
@@ -446,33 +446,33 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000128 }, //  431: pwritev?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000381 }, //  432: goto pwritev
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000012e }, //  433: prlimit64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000029d }, //  434: goto prlimit64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002a0 }, //  434: goto prlimit64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  435: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000014e }, //  436: syscall number >= 334?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  437: goto numbers from 334
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000146 }, //  438: syscall number >= 326?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  439: goto numbers from 326
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000013c }, //  440: renameat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ac }, //  441: goto renameat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002af }, //  441: goto renameat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000013e }, //  442: getrandom?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000131 }, //  443: goto getrandom
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  444: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000146 }, //  445: copy_file_range?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000034a }, //  446: goto copy_file_range
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000034b }, //  446: goto copy_file_range
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000014c }, //  447: statx?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000a6 }, //  448: goto statx
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  449: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000001b4 }, //  450: syscall number >= 436?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  451: goto numbers from 436
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000014e }, //  452: rseq?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000340 }, //  453: goto rseq
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000341 }, //  453: goto rseq
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  454: clone3?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000033b }, //  455: goto clone3
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000033c }, //  455: goto clone3
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  456: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b4 }, //  457: close_range?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000377 }, //  458: goto close_range
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b7 }, //  459: faccessat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000282 }, //  460: goto faccessat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000285 }, //  460: goto faccessat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001c4 }, //  461: fchmodat2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b4 }, //  462: goto fchmodat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  463: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -1108,203 +1108,203 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1093: return ALLOW (recvmsg)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1094: return ALLOW (poll)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1095: return ALLOW (ppoll)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1096: return ALLOW (pread64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1097: return ALLOW (getdents64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1098: return ALLOW (getcwd)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1099: return ALLOW (readlink)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1100: return ALLOW (readlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1101: return ALLOW (access)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1102: return ALLOW (faccessat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1103: return ALLOW (faccessat2)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1104: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1105: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1106: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, // 1107: arg0 low == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, // 1108: load arg2 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1109: arg2 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, // 1110: load arg2 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1111: arg2 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1112: return ALLOW (prlimit64)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1113: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1114: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1115: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1116: arg0 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1117: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1118: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1119: return ALLOW (unlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1120: return ALLOW (unlink)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1121: return ALLOW (rmdir)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1122: return ALLOW (mkdirat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1123: return ALLOW (mkdir)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1124: return ALLOW (rename)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1125: return ALLOW (renameat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1126: return ALLOW (renameat2)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1127: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1128: return ALLOW (fsync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1129: return ALLOW (fdatasync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1130: return ALLOW (epoll_create1)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1131: return ALLOW (epoll_ctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1132: return ALLOW (epoll_wait)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1133: return ALLOW (epoll_pwait)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1134: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1135: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1136: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1137: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1138: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1139: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1140: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1141: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1142: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1143: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1144: return ALLOW (socketpair)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1145: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1146: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1147: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1148: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1149: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1150: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1151: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1152: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1153: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1154: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1155: return ALLOW (socketpair)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1156: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1157: return ALLOW (getsockname)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1158: return ALLOW (recvfrom)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1159: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1160: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1161: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1162: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1163: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1164: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1165: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1166: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1167: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1168: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1169: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1170: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1171: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1172: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1173: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1174: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1175: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1176: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1177: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1178: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1179: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1180: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1181: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1182: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1183: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1184: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1185: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1186: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1187: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1188: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1189: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1190: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1191: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1192: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1193: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1194: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1195: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1196: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1197: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1198: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1199: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1200: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1201: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1202: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1203: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1204: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1205: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1206: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1207: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1208: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1209: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1210: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1211: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1212: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1213: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1214: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1215: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1216: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1217: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1218: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1219: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1220: return ALLOW (nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1221: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1222: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1223: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1224: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1225: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1226: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1227: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1228: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1229: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1230: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1231: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1232: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1233: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1234: return ALLOW (futex)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1235: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1236: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1237: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1238: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1239: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1240: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1241: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1242: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1243: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1244: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1245: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1246: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1247: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1248: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1249: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1250: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1251: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1252: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1253: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1254: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1255: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1256: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1257: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1258: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1259: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1260: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1261: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1262: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1263: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfedfffee }, // 1264: and 0xfedfffee
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1265: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1266: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1267: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1268: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1269: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00004111 }, // 1270: arg0 low == 0x4111?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1271: return ALLOW (clone)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1272: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1273: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1274: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1275: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1276: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1277: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1278: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1279: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1280: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1281: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1282: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, // 1283: return ERRNO(38) (clone3)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1284: return ALLOW (exit)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1285: return ALLOW (set_robust_list)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1286: return ALLOW (rseq)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1287: return ALLOW (sched_yield)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1288: return ALLOW (sendfile)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1289: return ALLOW (copy_file_range)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1290: return ALLOW (flock)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1291: return ALLOW (fstatfs)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1292: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1096: return ALLOW (getsockname)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1097: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1098: return ALLOW (recvfrom)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1099: return ALLOW (pread64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1100: return ALLOW (getdents64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1101: return ALLOW (getcwd)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1102: return ALLOW (readlink)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1103: return ALLOW (readlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1104: return ALLOW (access)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1105: return ALLOW (faccessat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1106: return ALLOW (faccessat2)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1107: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1108: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1109: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, // 1110: arg0 low == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, // 1111: load arg2 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1112: arg2 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, // 1113: load arg2 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1114: arg2 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1115: return ALLOW (prlimit64)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1116: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1117: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1118: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1119: arg0 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1120: return ALLOW (prlimit64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1121: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1122: return ALLOW (unlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1123: return ALLOW (unlink)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1124: return ALLOW (rmdir)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1125: return ALLOW (mkdirat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1126: return ALLOW (mkdir)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1127: return ALLOW (rename)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1128: return ALLOW (renameat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1129: return ALLOW (renameat2)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1130: return ALLOW (ftruncate)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1131: return ALLOW (fsync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1132: return ALLOW (fdatasync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1133: return ALLOW (epoll_create1)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1134: return ALLOW (epoll_ctl)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1135: return ALLOW (epoll_wait)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1136: return ALLOW (epoll_pwait)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1137: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1138: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1139: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1140: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1141: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1142: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1143: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1144: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1145: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1146: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1147: return ALLOW (socketpair)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1148: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, // 1149: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1150: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, // 1151: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1152: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1153: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1154: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1155: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, // 1156: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1157: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1158: return ALLOW (socketpair)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1159: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1160: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1161: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1162: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1163: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1164: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1165: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1166: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1167: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1168: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1169: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1170: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1171: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1172: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1173: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1174: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1175: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1176: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1177: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1178: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1179: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1180: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1181: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1182: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1183: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1184: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1185: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1186: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1187: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1188: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1189: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1190: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, // 1191: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1192: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, // 1193: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, // 1194: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, // 1195: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, // 1196: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, // 1197: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, // 1198: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, // 1199: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, // 1200: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, // 1201: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, // 1202: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, // 1203: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, // 1204: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, // 1205: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, // 1206: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, // 1207: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, // 1208: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, // 1209: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1210: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, // 1211: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1212: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, // 1213: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, // 1214: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, // 1215: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, // 1216: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, // 1217: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, // 1218: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1219: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1220: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1221: return ALLOW (nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1222: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1223: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1224: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1225: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1226: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1227: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1228: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1229: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1230: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1231: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1232: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1233: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1234: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1235: return ALLOW (futex)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, // 1236: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, // 1237: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, // 1238: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, // 1239: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, // 1240: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, // 1241: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, // 1242: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, // 1243: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, // 1244: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, // 1245: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, // 1246: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, // 1247: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, // 1248: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1249: return ALLOW (futex)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1250: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1251: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1252: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1253: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1254: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1255: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1256: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1257: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1258: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1259: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1260: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1261: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1262: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1263: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1264: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfedfffee }, // 1265: and 0xfedfffee
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, // 1266: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1267: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1268: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, // 1269: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1270: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00004111 }, // 1271: arg0 low == 0x4111?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1272: return ALLOW (clone)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, // 1273: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, // 1274: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, // 1275: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1276: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, // 1277: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, // 1278: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, // 1279: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, // 1280: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, // 1281: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1282: return ALLOW (clone)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, // 1283: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, // 1284: return ERRNO(38) (clone3)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1285: return ALLOW (exit)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1286: return ALLOW (set_robust_list)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1287: return ALLOW (rseq)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1288: return ALLOW (sched_yield)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1289: return ALLOW (sendfile)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1290: return ALLOW (copy_file_range)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1291: return ALLOW (flock)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1292: return ALLOW (fstatfs)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1293: return ALLOW (umask)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1294: return ALLOW (chdir)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1295: return ALLOW (fchdir)
@@ -1379,7 +1379,7 @@ static INSTRUCTIONS: [SockFilter; 1365] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, // 1364: return ALLOW (setgid)
 ];
 
-static RULES: [RuleDescription; 258] = [
+static RULES: [RuleDescription; 264] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -1736,6 +1736,27 @@ static RULES: [RuleDescription; 258] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "mmap",
@@ -2618,6 +2639,27 @@ static RULES: [RuleDescription; 258] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "clone",

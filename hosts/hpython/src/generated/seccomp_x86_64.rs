@@ -71,7 +71,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000010 }, //   56: ioctl?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001c0 }, //   57: goto ioctl
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000011 }, //   58: pread64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c5 }, //   59: goto pread64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c8 }, //   59: goto pread64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   60: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000020 }, //   61: syscall number >= 32?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000015 }, //   62: goto numbers from 32
@@ -87,9 +87,9 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000019 }, //   72: syscall number >= 25?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //   73: goto numbers from 25
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000015 }, //   74: access?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ba }, //   75: goto access
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bd }, //   75: goto access
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000018 }, //   76: sched_yield?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000320 }, //   77: goto sched_yield
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000321 }, //   77: goto sched_yield
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   78: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000019 }, //   79: mremap?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000018e }, //   80: goto mremap
@@ -106,7 +106,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000331 }, //   91: goto dup2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   92: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000023 }, //   93: nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f0 }, //   94: goto nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002f1 }, //   94: goto nanosleep
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000024 }, //   95: getitimer?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000338 }, //   96: goto getitimer
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //   97: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -120,7 +120,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000027 }, //  105: getpid?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000210 }, //  106: goto getpid
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000028 }, //  107: sendfile?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000302 }, //  108: goto sendfile
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000303 }, //  108: goto sendfile
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  109: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000003f }, //  110: syscall number >= 63?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000031 }, //  111: goto numbers from 63
@@ -138,7 +138,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000002f }, //  123: syscall number >= 47?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  124: goto numbers from 47
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002d }, //  125: recvfrom?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b0 }, //  126: goto recvfrom
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000284 }, //  126: goto recvfrom
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000002e }, //  127: sendmsg?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001fb }, //  128: goto sendmsg
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  129: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -152,12 +152,12 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000035 }, //  137: syscall number >= 53?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  138: goto numbers from 53
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000033 }, //  139: getsockname?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002a1 }, //  140: goto getsockname
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000274 }, //  140: goto getsockname
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000034 }, //  141: getpeername?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002e4 }, //  142: goto getpeername
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000273 }, //  142: goto getpeername
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  143: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000035 }, //  144: socketpair?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000290 }, //  145: goto socketpair
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000293 }, //  145: goto socketpair
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000036 }, //  146: setsockopt?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000248 }, //  147: goto setsockopt
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  148: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -166,10 +166,10 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000037 }, //  151: getsockopt?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000236 }, //  152: goto getsockopt
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000038 }, //  153: clone?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c4 }, //  154: goto clone
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c5 }, //  154: goto clone
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  155: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003c }, //  156: exit?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002cd }, //  157: goto exit
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002ce }, //  157: goto exit
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000003d }, //  158: wait4?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000300 }, //  159: goto wait4
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  160: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -185,19 +185,19 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000165 }, //  170: goto fcntl
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  171: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000049 }, //  172: flock?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c3 }, //  173: goto flock
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002c4 }, //  173: goto flock
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004a }, //  174: fsync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026c }, //  175: goto fsync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026f }, //  175: goto fsync
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  176: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000004f }, //  177: syscall number >= 79?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  178: goto numbers from 79
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004b }, //  179: fdatasync?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000268 }, //  180: goto fdatasync
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026b }, //  180: goto fdatasync
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004d }, //  181: ftruncate?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000264 }, //  182: goto ftruncate
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000267 }, //  182: goto ftruncate
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  183: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000004f }, //  184: getcwd?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000249 }, //  185: goto getcwd
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024c }, //  185: goto getcwd
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000050 }, //  186: chdir?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b9 }, //  187: goto chdir
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  188: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -208,24 +208,24 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000051 }, //  193: fchdir?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b3 }, //  194: goto fchdir
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000052 }, //  195: rename?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000253 }, //  196: goto rename
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000256 }, //  196: goto rename
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  197: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000053 }, //  198: mkdir?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024f }, //  199: goto mkdir
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000252 }, //  199: goto mkdir
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000054 }, //  200: rmdir?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024b }, //  201: goto rmdir
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000024e }, //  201: goto rmdir
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  202: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000058 }, //  203: syscall number >= 88?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  204: goto numbers from 88
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000056 }, //  205: link?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002bb }, //  206: goto link
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000057 }, //  207: unlink?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000243 }, //  208: goto unlink
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000246 }, //  208: goto unlink
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  209: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000058 }, //  210: symlink?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000002b4 }, //  211: goto symlink
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000059 }, //  212: readlink?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000022e }, //  213: goto readlink
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000231 }, //  213: goto readlink
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  214: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000103 }, //  215: syscall number >= 259?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000064 }, //  216: goto numbers from 259
@@ -271,7 +271,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000ba }, //  256: syscall number >= 186?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  257: goto numbers from 186
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000008a }, //  258: fstatfs?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026e }, //  259: goto fstatfs
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000026f }, //  259: goto fstatfs
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000008c }, //  260: getpriority?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000294 }, //  261: goto getpriority
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  262: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -289,14 +289,14 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000c4 }, //  274: flistxattr?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000017b }, //  275: goto flistxattr
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000ca }, //  276: futex?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000023a }, //  277: goto futex
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000023b }, //  277: goto futex
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  278: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000e4 }, //  279: syscall number >= 228?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  280: goto numbers from 228
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000cc }, //  281: sched_getaffinity?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000260 }, //  282: goto sched_getaffinity
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000d9 }, //  283: getdents64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001e5 }, //  284: goto getdents64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001e8 }, //  284: goto getdents64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  285: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e4 }, //  286: clock_gettime?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000011c }, //  287: goto clock_gettime
@@ -308,14 +308,14 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000000e8 }, //  293: syscall number >= 232?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  294: goto numbers from 232
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e6 }, //  295: clock_nanosleep?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000207 }, //  296: goto clock_nanosleep
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000208 }, //  296: goto clock_nanosleep
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e7 }, //  297: exit_group?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000007b }, //  298: goto exit_group
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  299: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e8 }, //  300: epoll_wait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001f2 }, //  301: goto epoll_wait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001f5 }, //  301: goto epoll_wait
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000000e9 }, //  302: epoll_ctl?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ef }, //  303: goto epoll_ctl
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001f2 }, //  303: goto epoll_ctl
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  304: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000101 }, //  305: syscall number >= 257?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  306: goto numbers from 257
@@ -327,7 +327,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000101 }, //  312: openat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000bc }, //  313: goto openat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000102 }, //  314: mkdirat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001da }, //  315: goto mkdirat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001dd }, //  315: goto mkdirat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  316: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000122 }, //  317: syscall number >= 290?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000031 }, //  318: goto numbers from 290
@@ -340,19 +340,19 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000106 }, //  325: newfstatat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000b0 }, //  326: goto newfstatat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000107 }, //  327: unlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ca }, //  328: goto unlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001cd }, //  328: goto unlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  329: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000010a }, //  330: syscall number >= 266?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  331: goto numbers from 266
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000108 }, //  332: renameat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001cb }, //  333: goto renameat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ce }, //  333: goto renameat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  334: linkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000239 }, //  335: goto linkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  336: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010a }, //  337: symlinkat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000234 }, //  338: goto symlinkat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010b }, //  339: readlinkat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b0 }, //  340: goto readlinkat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b3 }, //  340: goto readlinkat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  341: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000111 }, //  342: syscall number >= 273?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  343: goto numbers from 273
@@ -361,7 +361,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010c }, //  346: fchmodat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000012d }, //  347: goto fchmodat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010d }, //  348: faccessat?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001a9 }, //  349: goto faccessat
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ac }, //  349: goto faccessat
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  350: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000010e }, //  351: pselect6?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000234 }, //  352: goto pselect6
@@ -371,14 +371,14 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000118 }, //  356: syscall number >= 280?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  357: goto numbers from 280
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000111 }, //  358: set_robust_list?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000204 }, //  359: goto set_robust_list
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000205 }, //  359: goto set_robust_list
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000113 }, //  360: splice?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000225 }, //  361: goto splice
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  362: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000118 }, //  363: utimensat?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000011f }, //  364: goto utimensat
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000119 }, //  365: epoll_pwait?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b2 }, //  366: goto epoll_pwait
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001b5 }, //  366: goto epoll_pwait
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  367: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000013c }, //  368: syscall number >= 316?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000001a }, //  369: goto numbers from 316
@@ -389,7 +389,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000122 }, //  374: eventfd2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000021e }, //  375: goto eventfd2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000123 }, //  376: epoll_create1?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001a4 }, //  377: goto epoll_create1
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001a7 }, //  377: goto epoll_create1
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  378: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000124 }, //  379: dup3?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000211 }, //  380: goto dup3
@@ -406,31 +406,31 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000128 }, //  391: pwritev?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000020b }, //  392: goto pwritev
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000012e }, //  393: prlimit64?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000017e }, //  394: goto prlimit64
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000181 }, //  394: goto prlimit64
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  395: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x0000014e }, //  396: syscall number >= 334?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000000c }, //  397: goto numbers from 334
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x00000146 }, //  398: syscall number >= 326?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  399: goto numbers from 326
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000013c }, //  400: renameat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000188 }, //  401: goto renameat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x0000018b }, //  401: goto renameat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000013e }, //  402: getrandom?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000a7 }, //  403: goto getrandom
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  404: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000146 }, //  405: copy_file_range?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d9 }, //  406: goto copy_file_range
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001da }, //  406: goto copy_file_range
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000014c }, //  407: statx?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000060 }, //  408: goto statx
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  409: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0035, jt: 0, jf: 1, k: 0x000001b7 }, //  410: syscall number >= 439?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000005 }, //  411: goto numbers from 439
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x0000014e }, //  412: rseq?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001cf }, //  413: goto rseq
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001d0 }, //  413: goto rseq
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b3 }, //  414: clone3?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001ca }, //  415: goto clone3
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000001cb }, //  415: goto clone3
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  416: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001b7 }, //  417: faccessat2?
-    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000165 }, //  418: goto faccessat2
+    SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x00000168 }, //  418: goto faccessat2
     SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x000001c4 }, //  419: fchmodat2?
     SockFilter { code: 0x0005, jt: 0, jf: 0, k: 0x000000e5 }, //  420: goto fchmodat2
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  421: return NOTIFY (refused: answered and reported by the supervisor): syscall not allowed
@@ -781,121 +781,121 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  766: return ALLOW (recvmsg)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  767: return ALLOW (poll)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  768: return ALLOW (ppoll)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  769: return ALLOW (pread64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  770: return ALLOW (getdents64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  771: return ALLOW (getcwd)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  772: return ALLOW (readlink)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  773: return ALLOW (readlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  774: return ALLOW (access)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  775: return ALLOW (faccessat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  776: return ALLOW (faccessat2)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  777: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  778: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  779: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, //  780: arg0 low == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //  781: load arg2 high
-    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, //  782: arg2 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  783: load arg2 low
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  784: arg2 low == 0x0?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  785: return ALLOW (prlimit64)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  786: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  787: return ALLOW (unlinkat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  788: return ALLOW (unlink)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  789: return ALLOW (rmdir)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  790: return ALLOW (mkdirat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  791: return ALLOW (mkdir)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  792: return ALLOW (rename)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  793: return ALLOW (renameat)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  794: return ALLOW (renameat2)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  795: return ALLOW (ftruncate)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  796: return ALLOW (fsync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  797: return ALLOW (fdatasync)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  798: return ALLOW (epoll_create1)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  799: return ALLOW (epoll_ctl)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  800: return ALLOW (epoll_wait)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  801: return ALLOW (epoll_pwait)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  802: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, //  803: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  804: load arg0 low
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, //  805: arg0 low == 0x1?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  806: load arg1 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  807: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  808: no forbidden bit in arg1 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  809: load arg1 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, //  810: and 0xfff7f7fe
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  811: no forbidden bit in arg1 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  812: return ALLOW (socketpair)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  813: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  814: return ALLOW (getsockname)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  815: return ALLOW (recvfrom)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  816: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, //  817: arg0 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  818: load arg0 low
-    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, //  819: arg0 low == 0x0?
-    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, //  820: arg0 low == 0x1?
-    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, //  821: arg0 low == 0x2?
-    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, //  822: arg0 low == 0x3?
-    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, //  823: arg0 low == 0x4?
-    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, //  824: arg0 low == 0x5?
-    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, //  825: arg0 low == 0x6?
-    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, //  826: arg0 low == 0x7?
-    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, //  827: arg0 low == 0x8?
-    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, //  828: arg0 low == 0x9?
-    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, //  829: arg0 low == 0xb?
-    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, //  830: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, //  831: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, //  832: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, //  833: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, //  834: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, //  835: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  836: load arg0 high
-    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, //  837: arg0 high == 0xffffffff?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  838: load arg0 low
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, //  839: arg0 low == 0xfffffff8?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, //  840: arg0 low == 0xfffffff9?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, //  841: arg0 low == 0xfffffffa?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, //  842: arg0 low == 0xfffffffc?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, //  843: arg0 low == 0xfffffffd?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, //  844: arg0 low == 0xfffffffe?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  845: return ALLOW (clock_nanosleep)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  846: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  847: return ALLOW (nanosleep)
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  848: load arg1 high
-    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, //  849: arg1 high == 0x0?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  850: load arg1 low
-    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, //  851: arg1 low == 0x0?
-    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, //  852: arg1 low == 0x1?
-    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, //  853: arg1 low == 0x80?
-    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, //  854: arg1 low == 0x81?
-    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, //  855: arg1 low == 0x89?
-    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, //  856: arg1 low == 0x8a?
-    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, //  857: arg1 low == 0x189?
-    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, //  858: arg1 low == 0x9?
-    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, //  859: arg1 low == 0xa?
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  860: arg1 low == 0x109?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  861: return ALLOW (futex)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  862: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  863: load arg0 high
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  864: and 0xffffffff
-    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  865: no forbidden bit in arg0 high?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  866: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, //  867: and 0xffc2f0ff
-    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  868: no forbidden bit in arg0 low?
-    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  869: load arg0 low
-    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, //  870: and 0x10900
-    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, //  871: required bits 0x10900 in arg0 low?
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  872: return ALLOW (clone)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  873: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  874: return ERRNO(38) (clone3)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  875: return ALLOW (exit)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  876: return ALLOW (set_robust_list)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  877: return ALLOW (rseq)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  878: return ALLOW (sched_yield)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  879: return ALLOW (sendfile)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  880: return ALLOW (copy_file_range)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  881: return ALLOW (flock)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  882: return ALLOW (fstatfs)
-    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  883: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  769: return ALLOW (getsockname)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  770: return ALLOW (getpeername)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  771: return ALLOW (recvfrom)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  772: return ALLOW (pread64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  773: return ALLOW (getdents64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  774: return ALLOW (getcwd)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  775: return ALLOW (readlink)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  776: return ALLOW (readlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  777: return ALLOW (access)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  778: return ALLOW (faccessat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  779: return ALLOW (faccessat2)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  780: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  781: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  782: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 5, k: 0x00000000 }, //  783: arg0 low == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000024 }, //  784: load arg2 high
+    SockFilter { code: 0x0015, jt: 0, jf: 3, k: 0x00000000 }, //  785: arg2 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000020 }, //  786: load arg2 low
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  787: arg2 low == 0x0?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  788: return ALLOW (prlimit64)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  789: return NOTIFY (refused: answered and reported by the supervisor): arguments of prlimit64 not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  790: return ALLOW (unlinkat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  791: return ALLOW (unlink)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  792: return ALLOW (rmdir)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  793: return ALLOW (mkdirat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  794: return ALLOW (mkdir)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  795: return ALLOW (rename)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  796: return ALLOW (renameat)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  797: return ALLOW (renameat2)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  798: return ALLOW (ftruncate)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  799: return ALLOW (fsync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  800: return ALLOW (fdatasync)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  801: return ALLOW (epoll_create1)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  802: return ALLOW (epoll_ctl)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  803: return ALLOW (epoll_wait)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  804: return ALLOW (epoll_pwait)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  805: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 9, k: 0x00000000 }, //  806: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  807: load arg0 low
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000001 }, //  808: arg0 low == 0x1?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  809: load arg1 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  810: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  811: no forbidden bit in arg1 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  812: load arg1 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xfff7f7fe }, //  813: and 0xfff7f7fe
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000000 }, //  814: no forbidden bit in arg1 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  815: return ALLOW (socketpair)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  816: return NOTIFY (refused: answered and reported by the supervisor): arguments of socketpair not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  817: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 18, k: 0x00000000 }, //  818: arg0 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  819: load arg0 low
+    SockFilter { code: 0x0015, jt: 25, jf: 0, k: 0x00000000 }, //  820: arg0 low == 0x0?
+    SockFilter { code: 0x0015, jt: 24, jf: 0, k: 0x00000001 }, //  821: arg0 low == 0x1?
+    SockFilter { code: 0x0015, jt: 23, jf: 0, k: 0x00000002 }, //  822: arg0 low == 0x2?
+    SockFilter { code: 0x0015, jt: 22, jf: 0, k: 0x00000003 }, //  823: arg0 low == 0x3?
+    SockFilter { code: 0x0015, jt: 21, jf: 0, k: 0x00000004 }, //  824: arg0 low == 0x4?
+    SockFilter { code: 0x0015, jt: 20, jf: 0, k: 0x00000005 }, //  825: arg0 low == 0x5?
+    SockFilter { code: 0x0015, jt: 19, jf: 0, k: 0x00000006 }, //  826: arg0 low == 0x6?
+    SockFilter { code: 0x0015, jt: 18, jf: 0, k: 0x00000007 }, //  827: arg0 low == 0x7?
+    SockFilter { code: 0x0015, jt: 17, jf: 0, k: 0x00000008 }, //  828: arg0 low == 0x8?
+    SockFilter { code: 0x0015, jt: 16, jf: 0, k: 0x00000009 }, //  829: arg0 low == 0x9?
+    SockFilter { code: 0x0015, jt: 15, jf: 0, k: 0x0000000b }, //  830: arg0 low == 0xb?
+    SockFilter { code: 0x0015, jt: 14, jf: 0, k: 0xfffffff8 }, //  831: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 13, jf: 0, k: 0xfffffff9 }, //  832: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 12, jf: 0, k: 0xfffffffa }, //  833: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 11, jf: 0, k: 0xfffffffc }, //  834: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 10, jf: 0, k: 0xfffffffd }, //  835: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0xfffffffe }, //  836: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  837: load arg0 high
+    SockFilter { code: 0x0015, jt: 0, jf: 8, k: 0xffffffff }, //  838: arg0 high == 0xffffffff?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  839: load arg0 low
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0xfffffff8 }, //  840: arg0 low == 0xfffffff8?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0xfffffff9 }, //  841: arg0 low == 0xfffffff9?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0xfffffffa }, //  842: arg0 low == 0xfffffffa?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0xfffffffc }, //  843: arg0 low == 0xfffffffc?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0xfffffffd }, //  844: arg0 low == 0xfffffffd?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0xfffffffe }, //  845: arg0 low == 0xfffffffe?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  846: return ALLOW (clock_nanosleep)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  847: return NOTIFY (refused: answered and reported by the supervisor): arguments of clock_nanosleep not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  848: return ALLOW (nanosleep)
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x0000001c }, //  849: load arg1 high
+    SockFilter { code: 0x0015, jt: 0, jf: 12, k: 0x00000000 }, //  850: arg1 high == 0x0?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000018 }, //  851: load arg1 low
+    SockFilter { code: 0x0015, jt: 9, jf: 0, k: 0x00000000 }, //  852: arg1 low == 0x0?
+    SockFilter { code: 0x0015, jt: 8, jf: 0, k: 0x00000001 }, //  853: arg1 low == 0x1?
+    SockFilter { code: 0x0015, jt: 7, jf: 0, k: 0x00000080 }, //  854: arg1 low == 0x80?
+    SockFilter { code: 0x0015, jt: 6, jf: 0, k: 0x00000081 }, //  855: arg1 low == 0x81?
+    SockFilter { code: 0x0015, jt: 5, jf: 0, k: 0x00000089 }, //  856: arg1 low == 0x89?
+    SockFilter { code: 0x0015, jt: 4, jf: 0, k: 0x0000008a }, //  857: arg1 low == 0x8a?
+    SockFilter { code: 0x0015, jt: 3, jf: 0, k: 0x00000189 }, //  858: arg1 low == 0x189?
+    SockFilter { code: 0x0015, jt: 2, jf: 0, k: 0x00000009 }, //  859: arg1 low == 0x9?
+    SockFilter { code: 0x0015, jt: 1, jf: 0, k: 0x0000000a }, //  860: arg1 low == 0xa?
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00000109 }, //  861: arg1 low == 0x109?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  862: return ALLOW (futex)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  863: return NOTIFY (refused: answered and reported by the supervisor): arguments of futex not allowed
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000014 }, //  864: load arg0 high
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffffffff }, //  865: and 0xffffffff
+    SockFilter { code: 0x0015, jt: 0, jf: 7, k: 0x00000000 }, //  866: no forbidden bit in arg0 high?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  867: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0xffc2f0ff }, //  868: and 0xffc2f0ff
+    SockFilter { code: 0x0015, jt: 0, jf: 4, k: 0x00000000 }, //  869: no forbidden bit in arg0 low?
+    SockFilter { code: 0x0020, jt: 0, jf: 0, k: 0x00000010 }, //  870: load arg0 low
+    SockFilter { code: 0x0054, jt: 0, jf: 0, k: 0x00010900 }, //  871: and 0x10900
+    SockFilter { code: 0x0015, jt: 0, jf: 1, k: 0x00010900 }, //  872: required bits 0x10900 in arg0 low?
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  873: return ALLOW (clone)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fc00000 }, //  874: return NOTIFY (refused: answered and reported by the supervisor): arguments of clone not allowed
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x00050026 }, //  875: return ERRNO(38) (clone3)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  876: return ALLOW (exit)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  877: return ALLOW (set_robust_list)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  878: return ALLOW (rseq)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  879: return ALLOW (sched_yield)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  880: return ALLOW (sendfile)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  881: return ALLOW (copy_file_range)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  882: return ALLOW (flock)
+    SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  883: return ALLOW (fstatfs)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  884: return ALLOW (umask)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  885: return ALLOW (chdir)
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  886: return ALLOW (fchdir)
@@ -943,7 +943,7 @@ static INSTRUCTIONS: [SockFilter; 929] = [
     SockFilter { code: 0x0006, jt: 0, jf: 0, k: 0x7fff0000 }, //  928: return ALLOW (wait4)
 ];
 
-static RULES: [RuleDescription; 137] = [
+static RULES: [RuleDescription; 140] = [
     RuleDescription {
         syscall: "exit_group",
         action: RuleAction::Allow,
@@ -1300,6 +1300,27 @@ static RULES: [RuleDescription; 137] = [
         conditions: &[],
         arguments: &[],
         why: "glibc's nscd client waits for the answer to a lookup (poll is ppoll on aarch64)",
+    },
+    RuleDescription {
+        syscall: "getsockname",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the local address of a socket of the script's own (curl and other granted programs check their connection)",
+    },
+    RuleDescription {
+        syscall: "getpeername",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "the address a socket of the script's own is connected to (a granted endpoint, or nothing)",
+    },
+    RuleDescription {
+        syscall: "recvfrom",
+        action: RuleAction::Allow,
+        conditions: &[],
+        arguments: &[],
+        why: "receives on a socket of the script's own (recv); what can send to it is a granted endpoint or the sandbox itself",
     },
     RuleDescription {
         syscall: "mmap",
