@@ -28,6 +28,7 @@ pub use filesystem::{
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
+pub use supervisor::network::unmapped;
 pub use supervisor::{OnRefusal, RunBudget, SupervisorError, HANDOFF_FD};
 pub use syscall_filter::SeccompError;
 pub use tasks::{TaskPlan, TasksError, OWN_UID_BASE};

@@ -107,6 +107,7 @@ pub(crate) struct Scratch {
 const HELPERS: &[(&str, &str)] = &[
     ("scan_memory.py", include_str!("../helpers/scan_memory.py")),
     ("tcp_server.py", include_str!("../helpers/tcp_server.py")),
+    ("serve.sh", include_str!("../helpers/serve.sh")),
 ];
 
 impl Scratch {

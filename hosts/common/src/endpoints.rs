@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::FromRawFd;
 
+use h_sandbox::unmapped;
+
 /// An endpoint as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -106,13 +108,6 @@ fn in_child(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         return Err(error.trim_end().to_string());
     }
     text.lines().map(|line| line.parse().map_err(|_| format!("unreadable address {line:?}"))).collect()
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

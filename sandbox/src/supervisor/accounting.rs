@@ -10,7 +10,7 @@
 //! counted in each process (an overestimate, never an underestimate).
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::sys;
@@ -41,20 +41,6 @@ pub(crate) struct Accounting {
     ticks_per_second: u64,
     page_size: u64,
     last: Instant,
-}
-
-/// Reads a small /proc file relative to the /proc descriptor.
-fn read_at(dir: RawFd, path: &std::ffi::CStr, buffer: &mut [u8]) -> Option<usize> {
-    // SAFETY: a NUL-terminated relative path under an open directory descriptor.
-    let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the buffer is writable for its length; `fd` is ours and closed right after.
-    let read = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
-    usize::try_from(read).ok()
 }
 
 impl Accounting {
@@ -149,7 +135,7 @@ impl Accounting {
         path.extend_from_slice(b"/stat\0");
         let path = std::ffi::CStr::from_bytes_with_nul(&path).ok()?;
         let mut stat = [0u8; 1024];
-        let length = read_at(self.proc.as_raw_fd(), path, &mut stat)?;
+        let length = sys::read_small(self.proc.as_raw_fd(), path, &mut stat)?;
         let text = std::str::from_utf8(&stat[..length]).ok()?;
         // Fields after the command name (which may hold spaces): state is field 3.
         let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
@@ -163,7 +149,7 @@ impl Accounting {
         path.extend_from_slice(b"/statm\0");
         let path = std::ffi::CStr::from_bytes_with_nul(&path).ok()?;
         let mut statm = [0u8; 256];
-        let pages = read_at(self.proc.as_raw_fd(), path, &mut statm)
+        let pages = sys::read_small(self.proc.as_raw_fd(), path, &mut statm)
             .and_then(|length| {
                 let text = std::str::from_utf8(&statm[..length]).ok()?;
                 let values: Vec<u64> = text.split_whitespace().filter_map(|value| value.parse().ok()).collect();

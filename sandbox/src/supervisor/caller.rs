@@ -128,16 +128,9 @@ impl Caller {
     /// `identity`: the supervisor's effective uid and gid, read before its filter (which
     /// allows no geteuid).
     pub(crate) fn acts_as(&self, identity: (u32, u32)) -> bool {
-        let path = format!("/proc/{}/status\0", self.tid);
-        // SAFETY: a NUL-terminated path we own; the descriptor is adopted at once.
-        let Ok(status) = sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) })
-        else {
-            return false;
-        };
+        let Ok(path) = std::ffi::CString::new(format!("/proc/{}/status", self.tid)) else { return false };
         let mut buffer = [0u8; 4096];
-        // SAFETY: reads at most the buffer's length into it.
-        let read = unsafe { libc::read(status.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
-        let Ok(read) = usize::try_from(read) else { return false };
+        let Some(read) = sys::read_small(libc::AT_FDCWD, &path, &mut buffer) else { return false };
         let text = String::from_utf8_lossy(&buffer[..read]);
         // "Uid:\treal\teffective\tsaved\tfilesystem", the same for Gid.
         let ids = |key: &str| -> Option<(u32, u32)> {

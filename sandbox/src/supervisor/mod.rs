@@ -25,7 +25,7 @@ mod emulation;
 mod handoff;
 mod hardening;
 mod names;
-mod network;
+pub(crate) mod network;
 mod refusals;
 mod relay;
 mod resolver;

@@ -286,7 +286,9 @@ fn same_endpoint(granted: &SocketAddr, wanted: &SocketAddr) -> bool {
     granted.port() == wanted.port() && unmapped(granted.ip()) == unmapped(wanted.ip())
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
+/// `ip`, an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as its IPv4 address: how grants and
+/// the script's addresses are compared.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

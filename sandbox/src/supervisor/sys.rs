@@ -26,6 +26,16 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Reads a small file (a /proc entry) into `buffer` with one read: `path` relative to `dir`,
+/// or absolute with `libc::AT_FDCWD`. The number of bytes read, or `None`.
+pub(crate) fn read_small(dir: RawFd, path: &std::ffi::CStr, buffer: &mut [u8]) -> Option<usize> {
+    // SAFETY: a NUL-terminated path; `dir` is an open directory descriptor or AT_FDCWD.
+    let file = adopt(unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }).ok()?;
+    // SAFETY: the buffer is writable for its length; the descriptor is ours.
+    let read = unsafe { libc::read(file.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    usize::try_from(read).ok()
+}
+
 /// Adopts a descriptor a system call just returned.
 pub(crate) fn adopt(result: libc::c_int) -> io::Result<OwnedFd> {
     let fd = check(result)?;
