@@ -150,6 +150,14 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         (Resource::Fsize, Limit::Value(bytes)) => Some(bytes),
         _ => None,
     });
+    // Resolved before the run's domain is entered, as the host's grants are.
+    let grants = supervisor::Grants::new(&fs_rules);
+    // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
+    // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
+    // /proc: the run's CPU and memory (the budgets), and run by root the callers' credentials.
+    privileges::set_no_new_privs()?;
+    let in_run_domain =
+        filesystem::restrict_run(&fs_rules, policy.run_budget.is_some() || tasks.own_uid.is_some(), &policy.connect)?;
     let config = supervisor::Config {
         host: policy.host,
         program: policy.seccomp,
@@ -157,21 +165,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         own_uid: tasks.own_uid,
         output_limit,
         run_budget: policy.run_budget,
-        grants: supervisor::Grants::new(&fs_rules),
+        grants,
         network: supervisor::Granted { endpoints: policy.connect.clone(), names: policy.names.clone() },
-        in_run_domain: false,
-    };
-    // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
-    // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
-    privileges::set_no_new_privs()?;
-    let config = supervisor::Config {
-        // /proc: the run's CPU and memory (the budgets), and run by root the callers' credentials.
-        in_run_domain: filesystem::restrict_run(
-            &fs_rules,
-            policy.run_budget.is_some() || tasks.own_uid.is_some(),
-            &policy.connect,
-        )?,
-        ..config
+        in_run_domain,
     };
     timing::mark("run domain");
     let handoff = supervisor::split(config, stdio)?;

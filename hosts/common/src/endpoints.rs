@@ -69,6 +69,28 @@ pub fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, String> {
     Ok(addresses)
 }
 
+/// The names among `endpoints` (not addresses), each with every address it was resolved to
+/// (`resolved`, in the same order), a name granted with several ports once: what the
+/// supervisor answers lookups of.
+pub fn names(endpoints: &[Endpoint], resolved: &[Vec<SocketAddr>]) -> Vec<(String, Vec<IpAddr>)> {
+    let mut names: Vec<(String, Vec<IpAddr>)> = Vec::new();
+    for (endpoint, addresses) in endpoints.iter().zip(resolved) {
+        if endpoint.host.parse::<IpAddr>().is_ok() {
+            continue;
+        }
+        let ips = addresses.iter().map(SocketAddr::ip);
+        match names.iter_mut().find(|(name, _)| name.eq_ignore_ascii_case(&endpoint.host)) {
+            Some((_, known)) => known.extend(ips),
+            None => names.push((endpoint.host.clone(), ips.collect())),
+        }
+    }
+    for (_, ips) in &mut names {
+        ips.sort();
+        ips.dedup();
+    }
+    names
+}
+
 /// `getaddrinfo` in a child process: glibc remembers in the process that nscd is not running
 /// (for the next hundred lookups), and the script of an embedding host (hlua, hpython) runs in
 /// this process, where the supervisor answers nscd's socket for the granted names.

@@ -258,21 +258,8 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
         resolved_endpoints.push((endpoint.to_string(), endpoints::resolve(endpoint).map_err(StartError::Endpoints)?));
     }
     let connect = resolved_endpoints.iter().flat_map(|(_, addresses)| addresses.iter().copied()).collect();
-    let mut names: Vec<(String, Vec<std::net::IpAddr>)> = Vec::new();
-    for (endpoint, (_, addresses)) in options.allow_connect.iter().zip(&resolved_endpoints) {
-        if endpoint.host.parse::<std::net::IpAddr>().is_ok() {
-            continue;
-        }
-        let ips = addresses.iter().map(std::net::SocketAddr::ip);
-        match names.iter_mut().find(|(name, _)| name.eq_ignore_ascii_case(&endpoint.host)) {
-            Some((_, known)) => known.extend(ips),
-            None => names.push((endpoint.host.clone(), ips.collect())),
-        }
-    }
-    for (_, ips) in &mut names {
-        ips.sort();
-        ips.dedup();
-    }
+    let granted: Vec<_> = resolved_endpoints.iter().map(|(_, addresses)| addresses.clone()).collect();
+    let names = endpoints::names(&options.allow_connect, &granted);
     let rlimits = effective_rlimits(profile, options);
     let budget = run_budget(&rlimits);
     check_rlimits(&rlimits)?;

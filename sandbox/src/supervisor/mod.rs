@@ -331,13 +331,19 @@ impl Supervisor {
                     self.lookups.swap_remove(index);
                     if let Some(name) = refused {
                         let what = format!("the lookup of {name:?}: not a granted name (--allow-connect NAME:PORT)");
-                        if self.reporter.is_new(&what) {
-                            self.relay.flush_ready();
-                            self.reporter.line(&format!("sandbox refused {what}"));
-                        }
+                        self.name_refusal(&what, false);
                     }
                 }
             }
+        }
+    }
+
+    /// Prints `sandbox refused WHAT` after what the script wrote so far, once per distinct
+    /// refusal (`always`: again, for the refusal that ends the run).
+    fn name_refusal(&mut self, what: &str, always: bool) {
+        if self.reporter.is_new(what) || always {
+            self.relay.flush_ready();
+            self.reporter.line(&format!("sandbox refused {what}"));
         }
     }
 
@@ -443,10 +449,7 @@ impl Supervisor {
             }
         }
         let kill = self.config.on_refusal == OnRefusal::Kill;
-        if self.reporter.is_new(&what) || kill {
-            self.relay.flush_ready();
-            self.reporter.line(&format!("sandbox refused {what}"));
-        }
+        self.name_refusal(&what, kill);
         if kill {
             self.terminate(libc::SIGSYS);
         }
