@@ -28,6 +28,7 @@ pub use filesystem::{
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
+pub use supervisor::learning::OBSERVED;
 pub use supervisor::network::unmapped;
 pub use supervisor::{OnRefusal, RunBudget, SupervisorError, HANDOFF_FD};
 pub use syscall_filter::SeccompError;
@@ -65,9 +66,30 @@ pub struct Policy {
     /// them to: the supervisor answers the script's lookups of these (glibc asks nscd, whose
     /// socket the supervisor stands in for) and of no other name.
     pub names: Vec<(String, Vec<std::net::IpAddr>)>,
+    /// `--learn`: the supervisor notes what the sandbox refuses and, when the run ends, prints
+    /// the options that would grant it. The policy is the same (the host chooses a program that
+    /// lets a process be created, so that the program it runs can be named); the supervisor
+    /// sees the observed calls first and answers them as the program would.
+    pub learn: Option<Learning>,
     /// What stays visible of the command line (`ps`, /proc): the script's name and arguments,
     /// which the script receives anyway. The host's own options are overwritten.
     pub visible_arguments: Vec<OsString>,
+}
+
+/// What `--learn` needs to write its report.
+#[derive(Clone, Debug, Default)]
+pub struct Learning {
+    /// The command to repeat with the options learned: the host and its arguments, `--learn`
+    /// left out.
+    pub command: Vec<OsString>,
+    /// The `PATH` the host resolves `--allow-exec NAME` with, so that a program is suggested by
+    /// its name when the name finds it.
+    pub search_path: Option<OsString>,
+    /// The host's CPU limit in seconds (`-r cpu`), to say when the run ended by reaching it.
+    pub cpu_seconds: Option<u64>,
+    /// Paths the interpreter tries at start and does without (canonical; a `PID` component
+    /// stands for any process id): not listed.
+    pub probes: Vec<std::path::PathBuf>,
 }
 
 /// What [`apply`] achieved, for the host to report.
@@ -166,8 +188,13 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         output_limit,
         run_budget: policy.run_budget,
         grants,
-        network: supervisor::Granted { endpoints: policy.connect.clone(), names: policy.names.clone() },
+        network: supervisor::Granted {
+            endpoints: policy.connect.clone(),
+            names: policy.names.clone(),
+            learning: policy.learn.is_some(),
+        },
         in_run_domain,
+        learning: policy.learn.clone(),
     };
     timing::mark("run domain");
     let handoff = supervisor::split(config, stdio)?;
@@ -179,7 +206,15 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     privileges::set_no_new_privs()?;
     let landlock = filesystem::restrict(&fs_rules, policy.allow_degraded)?;
     timing::mark("landlock");
-    let listener = syscall_filter::install(policy.seccomp, syscall_filter::Listener::Create)?
+    let observed;
+    let instructions = match &policy.learn {
+        Some(_) => {
+            observed = policy.seccomp.observing(supervisor::learning::OBSERVED);
+            observed.as_slice()
+        }
+        None => policy.seccomp.instructions,
+    };
+    let listener = syscall_filter::install(policy.seccomp, instructions, syscall_filter::Listener::Create)?
         .ok_or(SeccompError::Install(std::io::Error::other("no listener returned")))?;
     timing::mark("seccomp");
     handoff.give(listener)?;

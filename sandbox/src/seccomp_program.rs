@@ -88,6 +88,54 @@ impl SeccompProgram {
         }
     }
 
+    /// The program's own answer to a call (the action it returns), evaluated on the committed
+    /// instructions as the kernel ran them; `None` only for a malformed program.
+    pub fn decide(&self, nr: i32, arch: u32, args: [u64; 6]) -> Option<u32> {
+        bpf::evaluate(self.instructions, nr as u32, arch, args).map(|(action, _)| action)
+    }
+
+    /// The program with a prefix that hands the calls named in `observed` (those of them this
+    /// architecture has) to the supervisor first (`SECCOMP_RET_USER_NOTIF | NOTIFY_OBSERVE`),
+    /// and every other call, foreign architectures and x32 included, to the program unchanged.
+    /// The prefix decides nothing: the supervisor answers an observed call as the program
+    /// would ([`SeccompProgram::decide`]), so the whole allows exactly what the program allows
+    /// (`--learn`).
+    pub fn observing(&self, observed: &[&str]) -> Vec<SockFilter> {
+        let numbers: Vec<u32> = observed
+            .iter()
+            .filter_map(|name| self.syscall_names.iter().find(|&&(_, known)| known == *name).map(|&(nr, _)| nr))
+            .collect();
+        let is_x86_64 = self.audit_arch == bpf::AUDIT_ARCH_X86_64;
+        // load arch, compare, load number, [x32 check], one compare per call, jump, return.
+        let prefix = 3 + usize::from(is_x86_64) + numbers.len() + 2;
+        let observe_at = prefix - 1;
+        // Offsets are counted from the next instruction; every target lies ahead, within u8.
+        let ahead = |from: usize, to: usize| u8::try_from(to - from - 1).unwrap_or(u8::MAX);
+        let load = |offset: u32| SockFilter { code: bpf::LD_W_ABS, jt: 0, jf: 0, k: offset };
+        let mut program = vec![
+            load(bpf::OFFSET_ARCH),
+            SockFilter { code: bpf::JMP_JEQ_K, jt: 0, jf: ahead(1, prefix), k: self.audit_arch },
+            load(bpf::OFFSET_NR),
+        ];
+        if is_x86_64 {
+            let at = program.len();
+            program.push(SockFilter { code: bpf::JMP_JGE_K, jt: ahead(at, prefix), jf: 0, k: bpf::X32_SYSCALL_BIT });
+        }
+        for number in numbers {
+            let at = program.len();
+            program.push(SockFilter { code: bpf::JMP_JEQ_K, jt: ahead(at, observe_at), jf: 0, k: number });
+        }
+        program.push(SockFilter { code: bpf::JMP_JA, jt: 0, jf: 0, k: 1 });
+        program.push(SockFilter {
+            code: bpf::RET_K,
+            jt: 0,
+            jf: 0,
+            k: bpf::SECCOMP_RET_USER_NOTIF | bpf::NOTIFY_OBSERVE,
+        });
+        program.extend_from_slice(self.instructions);
+        program
+    }
+
     /// The argument names the rules of `syscall` read, in index order, without repeats.
     pub fn checked_arguments(&self, syscall: &str) -> Vec<(u8, &'static str)> {
         let mut arguments: Vec<(u8, &'static str)> = Vec::new();
@@ -136,6 +184,11 @@ pub mod bpf {
     pub const NOTIFY_FIRST_ONLY: u32 = 1;
     /// Data bits of `SECCOMP_RET_USER_NOTIF`: a call the supervisor makes itself ([`super::RuleAction::Emulate`]).
     pub const NOTIFY_EMULATE: u32 = 2;
+    /// Data bits of `SECCOMP_RET_USER_NOTIF`: a call `--learn` observes before the program
+    /// decides it ([`super::SeccompProgram::observing`]).
+    pub const NOTIFY_OBSERVE: u32 = 3;
+    /// The action class of a return value (`SECCOMP_RET_ACTION_FULL`).
+    pub const ACTION_MASK: u32 = 0xffff_0000;
 
     /// Offsets in `struct seccomp_data`.
     pub const OFFSET_NR: u32 = 0;
@@ -182,6 +235,69 @@ pub mod bpf {
                 JMP_JGE_K => pc += 1 + if accumulator >= insn.k { taken } else { not_taken },
                 RET_K => return Some((insn.k, executed)),
                 _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bpf::*;
+    use super::*;
+
+    const fn op(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
+        SockFilter { code, jt, jf, k }
+    }
+
+    /// x86_64: read (0) allowed, write (1) allowed when the low half of fd is 1, open (2)
+    /// answers ENOENT; anything else, foreign and x32 calls go to the supervisor.
+    static INSTRUCTIONS: [SockFilter; 14] = [
+        op(LD_W_ABS, 0, 0, OFFSET_ARCH),
+        op(JMP_JEQ_K, 0, 11, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, OFFSET_NR),
+        op(JMP_JGE_K, 9, 0, X32_SYSCALL_BIT),
+        op(JMP_JEQ_K, 6, 0, 0),
+        op(JMP_JEQ_K, 2, 0, 1),
+        op(JMP_JEQ_K, 5, 0, 2),
+        op(JMP_JA, 0, 0, 5),
+        op(LD_W_ABS, 0, 0, OFFSET_ARGS),
+        op(JMP_JEQ_K, 0, 3, 1),
+        op(RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        op(RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        op(RET_K, 0, 0, SECCOMP_RET_ERRNO | 2),
+        op(RET_K, 0, 0, SECCOMP_RET_USER_NOTIF),
+    ];
+    static NAMES: [(u32, &str); 4] = [(0, "read"), (1, "write"), (2, "open"), (59, "execve")];
+    static PROGRAM: SeccompProgram = SeccompProgram {
+        arch: "x86_64",
+        audit_arch: AUDIT_ARCH_X86_64,
+        instructions: &INSTRUCTIONS,
+        rules: &[],
+        syscall_names: &NAMES,
+    };
+
+    #[test]
+    fn observing_hands_over_the_observed_calls_and_changes_nothing_else() {
+        let program = &PROGRAM;
+        let base = &INSTRUCTIONS[..];
+        assert_eq!(program.decide(1, AUDIT_ARCH_X86_64, [1, 0, 0, 0, 0, 0]), Some(SECCOMP_RET_ALLOW));
+        assert_eq!(program.decide(1, AUDIT_ARCH_X86_64, [2, 0, 0, 0, 0, 0]), Some(SECCOMP_RET_USER_NOTIF));
+        assert_eq!(program.decide(2, AUDIT_ARCH_X86_64, [0; 6]), Some(SECCOMP_RET_ERRNO | 2));
+        assert_eq!(program.decide(0, AUDIT_ARCH_AARCH64, [0; 6]), Some(SECCOMP_RET_USER_NOTIF));
+        let observing = program.observing(&["execve", "read", "no_such_call"]);
+        let observed = SECCOMP_RET_USER_NOTIF | NOTIFY_OBSERVE;
+        for arch in [AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64, 0] {
+            for nr in (0..400).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT | 59, u32::MAX]) {
+                for fd in [0u64, 1, 1 << 32 | 1] {
+                    let args = [fd, 0, 0, 0, 0, 0];
+                    let decided = evaluate(base, nr, arch, args).map(|(action, _)| action);
+                    let seen = evaluate(&observing, nr, arch, args).map(|(action, _)| action);
+                    if arch == AUDIT_ARCH_X86_64 && (nr == 0 || nr == 59) {
+                        assert_eq!(seen, Some(observed), "nr {nr}");
+                    } else {
+                        assert_eq!(seen, decided, "arch {arch:#x} nr {nr:#x} fd {fd:#x}");
+                    }
+                }
             }
         }
     }

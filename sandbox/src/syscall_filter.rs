@@ -3,7 +3,7 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use crate::seccomp_program::SeccompProgram;
+use crate::seccomp_program::{SeccompProgram, SockFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -30,20 +30,25 @@ pub(crate) enum Listener {
     None,
 }
 
-/// Installs `program` on the calling thread (the sandbox requires a single thread, so the
-/// whole process). Returns the listener descriptor when one was asked for.
-pub(crate) fn install(program: &'static SeccompProgram, listener: Listener) -> Result<Option<OwnedFd>, SeccompError> {
+/// Installs `instructions` (`program`'s own, or `program` observed for `--learn`) on the
+/// calling thread (the sandbox requires a single thread, so the whole process). Returns the
+/// listener descriptor when one was asked for.
+pub(crate) fn install(
+    program: &SeccompProgram,
+    instructions: &[SockFilter],
+    listener: Listener,
+) -> Result<Option<OwnedFd>, SeccompError> {
     if program.arch != std::env::consts::ARCH {
         return Err(SeccompError::WrongArchitecture { program: program.arch, running: std::env::consts::ARCH });
     }
-    let length = program.instructions.len();
+    let length = instructions.len();
     if length == 0 || length > BPF_MAXINSNS {
         return Err(SeccompError::Length(length));
     }
     let fprog = libc::sock_fprog {
         len: u16::try_from(length).map_err(|_| SeccompError::Length(length))?,
         // The kernel only reads the program; the cast drops a `const` the C type lacks.
-        filter: program.instructions.as_ptr() as *mut libc::sock_filter,
+        filter: instructions.as_ptr() as *mut libc::sock_filter,
     };
     let flags = match listener {
         Listener::Create => SECCOMP_FILTER_FLAG_NEW_LISTENER,

@@ -65,6 +65,7 @@ fn policy() -> Policy {
         on_refusal: OnRefusal::Error,
         run_budget: None,
         connect: Vec::new(),
+        learn: None,
         names: Vec::new(),
         visible_arguments: Vec::new(),
     }

@@ -108,6 +108,7 @@ const HELPERS: &[(&str, &str)] = &[
     ("scan_memory.py", include_str!("../helpers/scan_memory.py")),
     ("tcp_server.py", include_str!("../helpers/tcp_server.py")),
     ("serve.sh", include_str!("../helpers/serve.sh")),
+    ("learn.sh", include_str!("../helpers/learn.sh")),
 ];
 
 impl Scratch {

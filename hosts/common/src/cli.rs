@@ -43,6 +43,8 @@ pub struct Options {
     pub allow_exec: Vec<OsString>,
     /// `--allow-connect HOST:PORT` (repeatable): TCP endpoints the script may connect to.
     pub allow_connect: Vec<crate::endpoints::Endpoint>,
+    /// `--learn`: note what the sandbox refuses and print the options that grant it.
+    pub learn: bool,
 }
 
 /// How `--print-policy` prints the policy.
@@ -178,6 +180,7 @@ pub fn parse(arguments: impl IntoIterator<Item = OsString>) -> Result<Request, U
                 "inherit-rlimits" => options.inherit_rlimits = true,
                 "allow-degraded" => options.allow_degraded = true,
                 "kill-on-deny" => options.kill_on_deny = true,
+                "learn" => options.learn = true,
                 "help" => wants_help = true,
                 "version" => wants_version = true,
                 _ => return Err(UsageError(format!("unknown option --{name}"))),
@@ -271,6 +274,10 @@ options:
   -k, --kill-on-deny         end the whole sandbox at the first refused call (SIGSYS, 159)
                              instead of failing the call with EPERM
       --allow-degraded       run even if the kernel has no landlock (no filesystem restriction)
+      --learn                run as usual, then print what the sandbox refused and the options
+                             that grant it (paths, programs, endpoints, limits), with the command
+                             line to run again; processes may be created, so that a program the
+                             script runs can be named (landlock still lets nothing execute)
       --print-policy[=json]  print the complete policy for this command line (as text, or as JSON
                              for tools) and exit
   -h, --help                 print this help

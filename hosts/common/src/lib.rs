@@ -53,9 +53,15 @@ pub struct HostProfile {
     /// The host's program with the rules the programs granted by `--allow-exec` need (the
     /// `HOST-programs` filter), for hosts whose own program starts no process.
     pub seccomp_with_programs: Option<&'static SeccompProgram>,
+    /// The host's program with the calls that create and execute a process (the `HOST-learn`
+    /// filter), for `--learn` on hosts whose own program starts no process.
+    pub seccomp_learning: Option<&'static SeccompProgram>,
     /// Variables `--env` may not pass, with the reason (e.g. `NODE_OPTIONS`: node's flags are
     /// the host's to decide). Checked with every other input, before anything is applied.
     pub refused_variables: &'static [(&'static str, &'static str)],
+    /// Paths the interpreter tries at start and does without when they are refused: `--learn`
+    /// does not list them (`PID` stands for any process id): (path, why).
+    pub probes: &'static [(&'static str, &'static str)],
 }
 
 /// A host ready to run its script: the sandbox is in force.
@@ -85,6 +91,10 @@ impl Started {
 
 /// The tasks the default budget grows by when `--allow-exec` grants programs.
 const PROGRAM_TASKS: u64 = 16;
+
+/// Paths every dynamically linked program tries and does without (`--learn` does not list them).
+const PROGRAM_PROBES: &[(&str, &str)] =
+    &[("/etc/ld.so.cache", "the dynamic loader looks libraries up in its cache, then in the default directories")];
 
 /// The time zone database `-l` grants with `/etc/localtime`.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
@@ -239,8 +249,14 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
         (true, None) if !profile.runs_programs => {
             return Err(StartError::Programs(format!("--allow-exec: {host} has no filter that starts processes")))
         }
+        (false, _) if options.learn && !profile.runs_programs => match profile.seccomp_learning {
+            Some(learning) => learning,
+            None => return Err(StartError::Programs(format!("--learn: {host} has no filter that starts processes"))),
+        },
         _ => profile.seccomp,
     };
+    // Processes a learning run may create, as granted programs would be.
+    let creates_processes = runs_granted_programs || (options.learn && !profile.runs_programs);
     let search_path = std::env::var_os("PATH");
     for name in &options.allow_exec {
         let program = programs::resolve(name, search_path.as_deref()).map_err(StartError::Programs)?;
@@ -271,15 +287,16 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
         environment: environment(profile, options)?,
         seccomp,
         // Granted programs are processes of the run: room for them unless --tasks says otherwise.
-        tasks: options.tasks.unwrap_or(Limit::Value(if runs_granted_programs {
+        tasks: options.tasks.unwrap_or(Limit::Value(if creates_processes {
             profile.tasks + PROGRAM_TASKS
         } else {
             profile.tasks
         })),
         on_refusal: if options.kill_on_deny { OnRefusal::Kill } else { OnRefusal::Error },
-        run_budget: (profile.creates_processes || runs_granted_programs).then_some(budget),
+        run_budget: (profile.creates_processes || creates_processes).then_some(budget),
         connect,
         names,
+        learn: options.learn.then(|| learning(profile, options, search_path.clone(), &budget)),
         visible_arguments: std::iter::once(options.script.clone().into_os_string())
             .chain(options.script_args.iter().cloned())
             .collect(),
@@ -310,6 +327,33 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
         endpoints: resolved_endpoints,
     };
     Ok((policy, started))
+}
+
+/// What `--learn` reports with: the command line to repeat (this one, `--learn` left out of
+/// the options), the `PATH` programs are named by, and the CPU limit.
+fn learning(
+    profile: &HostProfile,
+    options: &Options,
+    search_path: Option<OsString>,
+    budget: &h_sandbox::RunBudget,
+) -> h_sandbox::Learning {
+    let arguments: Vec<OsString> = std::env::args_os().collect();
+    // Everything before the script and its arguments is the host's name and its options.
+    let options_end = arguments.len().saturating_sub(options.script_args.len() + 1);
+    let command = arguments
+        .iter()
+        .enumerate()
+        .filter(|&(index, argument)| !(index > 0 && index < options_end && argument == "--learn"))
+        .map(|(_, argument)| argument.clone())
+        .collect();
+    // A probe is compared as the supervisor names what it finds: canonical, where it resolves.
+    let probes = profile
+        .probes
+        .iter()
+        .chain(PROGRAM_PROBES)
+        .map(|&(path, _)| std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path)))
+        .collect();
+    h_sandbox::Learning { command, search_path, cpu_seconds: budget.cpu_seconds, probes }
 }
 
 /// `--version`: host, interpreter, and the running kernel's landlock ABI.

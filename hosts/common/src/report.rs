@@ -43,6 +43,8 @@ pub struct SeccompReport {
     pub arch: &'static str,
     pub instructions: usize,
     pub kill_on_deny: bool,
+    /// `--learn`: the calls the supervisor sees before the program decides them (empty otherwise).
+    pub observed: Vec<&'static str>,
     /// (action, syscall, conditions, why)
     pub rules: Vec<(String, &'static str, Vec<&'static str>, &'static str)>,
 }
@@ -63,8 +65,12 @@ impl PolicyReport {
         let program = policy.seccomp;
         let seccomp = SeccompReport {
             arch: program.arch,
-            instructions: program.instructions.len(),
+            instructions: match policy.learn {
+                Some(_) => program.observing(h_sandbox::OBSERVED).len(),
+                None => program.instructions.len(),
+            },
             kill_on_deny: policy.on_refusal == OnRefusal::Kill,
+            observed: if policy.learn.is_some() { h_sandbox::OBSERVED.to_vec() } else { Vec::new() },
             rules: program
                 .rules
                 .iter()
@@ -199,6 +205,7 @@ impl PolicyReport {
                     ("arch", Json::string(seccomp.arch)),
                     ("instructions", Json::Number(seccomp.instructions as u64)),
                     ("refused", Json::string(if seccomp.kill_on_deny { "kill" } else { "EPERM" })),
+                    ("observed", Json::Array(seccomp.observed.iter().map(|name| Json::string(*name)).collect())),
                     (
                         "rules",
                         Json::Array(
@@ -344,6 +351,13 @@ impl PolicyReport {
                 if conditions.is_empty() { String::new() } else { format!(" if {}", conditions.join(" and ")) };
             let _ = writeln!(out, "  {action} {syscall}{condition}");
             let _ = writeln!(out, "      # {why}");
+        }
+        if !seccomp.observed.is_empty() {
+            let _ = writeln!(
+                out,
+                "  --learn: {} reach the supervisor first, which notes the path they name and answers as these rules do",
+                seccomp.observed.join(", ")
+            );
         }
     }
 

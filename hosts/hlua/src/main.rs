@@ -17,6 +17,12 @@ mod seccomp;
 #[rustfmt::skip]
 mod seccomp_programs;
 
+/// The same with the calls that create and execute a process, for `--learn` (filters/learn.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_learn_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_learn_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_learn;
+
 const MIB: u64 = 1 << 20;
 
 /// The memory budget (`-m`): `data`, and Lua's own heap limit a little below it, so that a memory
@@ -66,10 +72,12 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     refused_variables: &[],
+    probes: &[],
     tasks: TASKS,
     memory: MEMORY,
     runs_programs: false,
     seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
+    seccomp_learning: Some(&seccomp_learn::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };

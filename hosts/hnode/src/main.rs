@@ -23,6 +23,12 @@ mod seccomp;
 #[rustfmt::skip]
 mod seccomp_programs;
 
+/// The same with the calls that create and execute a process, for `--learn` (filters/learn.toml).
+#[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_learn_x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_learn_aarch64.rs")]
+#[rustfmt::skip]
+mod seccomp_learn;
+
 /// node's path and version, resolved by build.rs.
 mod node {
     include!(concat!(env!("OUT_DIR"), "/node.rs"));
@@ -93,9 +99,19 @@ static PROFILE: HostProfile = HostProfile {
     memory: MEMORY,
     runs_programs: false,
     seccomp_with_programs: Some(&seccomp_programs::PROGRAM),
+    seccomp_learning: Some(&seccomp_learn::PROGRAM),
     creates_processes: false,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
     refused_variables: REFUSED_VARIABLES,
+    probes: &[
+        ("/proc/PID/cgroup", "node reads its cgroup to size its heap and thread pool"),
+        ("/proc/meminfo", "libuv reads the machine's memory size"),
+        ("/proc/PID/maps", "node looks at its own mappings (large pages for its code)"),
+        (
+            "/etc/resolv.conf",
+            "node's resolver (c-ares) reads it when the dns module starts; lookups go through getaddrinfo",
+        ),
+    ],
 };
 
 /// node reads its own flags from NODE_OPTIONS (`--inspect`, `--require`, ...): those are

@@ -78,10 +78,16 @@ static PROFILE: HostProfile = HostProfile {
     devices: DEVICES,
     seccomp: &seccomp::PROGRAM,
     refused_variables: &[],
+    probes: &[
+        ("/dev/tty", "bash opens the controlling terminal where it has one"),
+        ("/etc/nsswitch.conf", "bash looks its user up (getpwuid) for ~ and $HOME"),
+        ("/etc/passwd", "bash looks its user up (getpwuid) for ~ and $HOME"),
+    ],
     tasks: TASKS,
     memory: MEMORY,
     runs_programs: true,
     seccomp_with_programs: None,
+    seccomp_learning: None,
     creates_processes: true,
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };

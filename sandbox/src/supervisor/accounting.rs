@@ -74,12 +74,7 @@ impl Accounting {
         self.last = Instant::now();
         let (ticks, pages) = self.sample();
         if let Some(seconds) = self.budget.cpu_seconds {
-            // SAFETY: an all-zero rusage is valid storage; getrusage fills it.
-            let mut reaped: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: `reaped` is writable.
-            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut reaped) };
-            let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
-            let reaped_micros = micros(reaped.ru_utime) + micros(reaped.ru_stime);
+            let reaped_micros = sys::reaped_cpu_micros();
             let used_micros = ticks * 1_000_000 / self.ticks_per_second + reaped_micros;
             if used_micros > seconds * 1_000_000 {
                 return Some(Spent::Cpu(seconds));

@@ -25,64 +25,12 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::caller::{Caller, Notified};
+use super::grants::Grants;
 use super::sys;
-use crate::filesystem::{FsAccess, FsRule};
 use crate::seccomp_program::SeccompProgram;
-
-/// One grant of the host, resolved.
-struct Grant {
-    root: PathBuf,
-    is_directory: bool,
-    writable: bool,
-}
-
-/// Where the emulated calls may act: the host's landlock grants, by canonical path.
-pub(crate) struct Grants {
-    grants: Vec<Grant>,
-    /// Run by root, the supervisor's effective uid and gid: it acts only for a caller with the
-    /// same (read at start, before its filter, which allows no geteuid). Run by a user, no
-    /// process of the run can have other credentials (no_new_privs, no capabilities).
-    identity: Option<(u32, u32)>,
-}
-
-impl Grants {
-    /// The grants of `rules`, resolved now (a grant that does not resolve admits nothing).
-    pub(crate) fn new(rules: &[FsRule]) -> Grants {
-        let grants = rules
-            .iter()
-            .filter_map(|rule| {
-                let root = std::fs::canonicalize(&rule.path).ok()?;
-                let is_directory = root.is_dir();
-                Some(Grant { root, is_directory, writable: rule.access == FsAccess::ReadWrite })
-            })
-            .collect();
-        // SAFETY: geteuid and getegid have no preconditions.
-        let identity = unsafe { (libc::geteuid() == 0).then(|| (libc::geteuid(), libc::getegid())) };
-        Grants { grants, identity }
-    }
-
-    /// Whether `path` (absolute, canonical) may be changed: it lies beneath a directory the
-    /// script may write (not that directory itself, which the user handed over but did not give
-    /// away), or it is a file the script may write.
-    fn admit_change(&self, path: &Path) -> bool {
-        self.grants.iter().filter(|grant| grant.writable).any(|grant| {
-            if grant.is_directory {
-                path != grant.root && path.starts_with(&grant.root)
-            } else {
-                path == grant.root
-            }
-        })
-    }
-
-    /// Whether `path` may be watched: it is a grant or lies beneath one (what the script may
-    /// list or read there anyway).
-    fn admit_watch(&self, path: &Path) -> bool {
-        self.grants.iter().any(|grant| path == grant.root || (grant.is_directory && path.starts_with(&grant.root)))
-    }
-}
 
 /// How an emulated call ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -111,12 +59,12 @@ enum Object {
     Path { directory: u64, address: u64, follow: bool, empty_allowed: bool },
 }
 
-const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
+pub(super) const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
 
 /// An `int` argument as the kernel reads it: the low 32 bits, sign-extended. The register's
 /// upper half is whatever the caller left there (glibc passes `AT_FDCWD` zero-extended), so
 /// comparing all 64 bits would misread it; this is the kernel's own reading, not a check.
-fn int(value: u64) -> u64 {
+pub(super) fn int(value: u64) -> u64 {
     value as u32 as i32 as i64 as u64
 }
 const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
@@ -273,7 +221,7 @@ enum Target {
 
 /// The caller's `/proc/self` and `/proc/thread-self` are its own, not the supervisor's: glibc's
 /// `fchmodat(..., AT_SYMLINK_NOFOLLOW)` names a descriptor it opened as `/proc/self/fd/N`.
-fn own_proc(path: Vec<u8>, tid: libc::pid_t) -> Vec<u8> {
+pub(super) fn own_proc(path: Vec<u8>, tid: libc::pid_t) -> Vec<u8> {
     for prefix in [&b"/proc/self"[..], &b"/proc/thread-self"[..]] {
         if let Some(rest) = path.strip_prefix(prefix) {
             if rest.is_empty() || rest.first() == Some(&b'/') {
@@ -363,7 +311,7 @@ fn open_path(
 }
 
 /// The path the kernel gives an object we hold open; an object without one (deleted) fails.
-fn where_is(object: &OwnedFd) -> io::Result<PathBuf> {
+pub(super) fn where_is(object: &OwnedFd) -> io::Result<PathBuf> {
     let link = format!("/proc/self/fd/{}\0", object.as_raw_fd());
     let mut buffer = vec![0u8; 4096];
     // SAFETY: a NUL-terminated path we own and a buffer of the length we pass.
@@ -447,29 +395,5 @@ mod tests {
         assert_eq!(own_proc(b"/proc/self".to_vec(), 42), b"/proc/42");
         assert_eq!(own_proc(b"/proc/selfish".to_vec(), 42), b"/proc/selfish");
         assert_eq!(own_proc(b"work/proc/self/x".to_vec(), 42), b"work/proc/self/x");
-    }
-
-    #[test]
-    fn grants_admit_what_lies_beneath_them_only() {
-        let dir = std::env::temp_dir().join(format!("h-emulation-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("inner")).unwrap();
-        let rule = |path: &Path, access| FsRule { path: path.to_path_buf(), access, why: String::new() };
-        let grants = Grants::new(&[
-            rule(&dir.join("inner"), FsAccess::ReadWrite),
-            rule(&dir, FsAccess::Read),
-            rule(Path::new("/no/such/h/grant"), FsAccess::ReadWrite),
-        ]);
-        let inner = std::fs::canonicalize(dir.join("inner")).unwrap();
-        let outer = std::fs::canonicalize(&dir).unwrap();
-        assert!(!grants.admit_change(&inner), "the granted directory itself");
-        assert!(grants.admit_change(&inner.join("a")));
-        assert!(grants.admit_change(&inner.join("a/b")));
-        assert!(!grants.admit_change(&outer), "a read grant");
-        assert!(!grants.admit_change(&outer.join("file")), "beneath a read grant");
-        assert!(!grants.admit_change(&PathBuf::from(format!("{}-sibling", inner.display()))));
-        assert!(!grants.admit_change(Path::new("/no/such/h/grant")));
-        assert!(grants.admit_watch(&outer) && grants.admit_watch(&outer.join("file")) && grants.admit_watch(&inner));
-        assert!(!grants.admit_watch(Path::new("/etc")));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -39,6 +39,7 @@ pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>, inspects_a
     let keep = if inspects_as_root { 1u64 << capabilities::CAP_SYS_PTRACE } else { 0 };
     capabilities::drop_all_but(own_uid, keep).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
-    syscall_filter::install(&supervisor_filter::PROGRAM, Listener::None).map_err(|error| error.to_string())?;
+    syscall_filter::install(&supervisor_filter::PROGRAM, supervisor_filter::PROGRAM.instructions, Listener::None)
+        .map_err(|error| error.to_string())?;
     Ok(())
 }

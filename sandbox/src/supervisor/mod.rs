@@ -22,8 +22,10 @@ mod accounting;
 mod caller;
 mod children;
 mod emulation;
+mod grants;
 mod handoff;
 mod hardening;
+pub(crate) mod learning;
 mod names;
 pub(crate) mod network;
 mod refusals;
@@ -42,7 +44,8 @@ use crate::syscall_filter::SeccompError;
 pub use accounting::RunBudget;
 use accounting::{Accounting, Spent};
 use children::{Children, Ending};
-pub(crate) use emulation::Grants;
+pub(crate) use grants::Grants;
+use learning::Learned;
 pub(crate) use network::Granted;
 pub use refusals::OnRefusal;
 use refusals::Reporter;
@@ -85,6 +88,9 @@ pub(crate) struct Config {
     /// The launcher entered the run's landlock domain (`filesystem::restrict_run`), which
     /// confines what the supervisor may inspect to the run's own processes.
     pub(crate) in_run_domain: bool,
+    /// `--learn`: what the report needs (the calls of [`learning::OBSERVED`] come first to the
+    /// supervisor, which answers them as the program would).
+    pub(crate) learning: Option<crate::Learning>,
 }
 
 impl Config {
@@ -178,6 +184,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
     };
     let mut relay = supervisor;
     relay.start();
+    let learned = config.learning.clone().map(Learned::new);
     let mut reporter = Reporter::new(config.host);
     reporter.raw_terminal = relay.stderr_is_raw();
     Supervisor {
@@ -193,6 +200,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
         accounting,
         connecting: Vec::new(),
         lookups: Vec::new(),
+        learned,
     }
     .run()
 }
@@ -213,6 +221,8 @@ struct Supervisor {
     connecting: Vec<network::PendingConnect>,
     /// Lookups of names the supervisor answers in nscd's place (`--allow-connect NAME:PORT`).
     lookups: Vec<resolver::Lookup>,
+    /// `--learn`: what the run was refused so far.
+    learned: Option<Learned>,
 }
 
 /// What a polled descriptor is for.
@@ -325,7 +335,7 @@ impl Supervisor {
     fn answer_lookups(&mut self, indexes: &[usize]) {
         for &index in indexes.iter().rev() {
             let Some(lookup) = self.lookups.get_mut(index) else { continue };
-            match lookup.on_readable(&self.config.network.names) {
+            match lookup.on_readable(&self.config.network.names, self.learned.as_mut()) {
                 resolver::Step::Waiting => {}
                 resolver::Step::Over(refused) => {
                     self.lookups.swap_remove(index);
@@ -386,10 +396,20 @@ impl Supervisor {
         self.relay.flush_ready();
         match spent {
             Spent::Cpu(seconds) => {
+                if let Some(learned) = self.learned.as_mut() {
+                    learned.reached(format!("-r cpu={}: the run's CPU budget ({seconds} s) was spent", seconds * 2));
+                }
                 self.reporter.line(&format!("the run's CPU budget ({seconds} s, all its processes together) is spent"));
                 self.terminate(libc::SIGXCPU)
             }
             Spent::Memory(bytes) => {
+                if let Some(learned) = self.learned.as_mut() {
+                    learned.reached(format!(
+                        "-m {}M: the run's memory budget ({} MiB) was exceeded",
+                        (bytes >> 20) * 2,
+                        bytes >> 20
+                    ));
+                }
                 self.reporter.line(&format!(
                     "the run's memory budget ({} MiB, all its processes together) is exceeded",
                     bytes >> 20
@@ -426,6 +446,9 @@ impl Supervisor {
         let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else { return };
         let Some(notification) = refusals::receive(listener) else { return };
         let data = notification.data;
+        if self.learned.is_some() && self.observe(listener, &notification) {
+            return;
+        }
         let kind = self.config.program.notification_kind(data.nr, data.arch, data.args);
         if kind == NotificationKind::FirstOnly && !self.first_only_used {
             self.first_only_used = true;
@@ -449,6 +472,9 @@ impl Supervisor {
             }
         }
         let kill = self.config.on_refusal == OnRefusal::Kill;
+        if let Some(learned) = self.learned.as_mut() {
+            learned.refused_call(&what);
+        }
         self.name_refusal(&what, kill);
         if kill {
             self.terminate(libc::SIGSYS);
@@ -491,7 +517,71 @@ impl Supervisor {
                 answer(Ok(0))
             }
             network::Outcome::Refused(reason) => Emulated::Refused(reason),
+            network::Outcome::NotGranted(wanted) => match self.learned.as_mut() {
+                Some(learned) => {
+                    learned.endpoint(wanted);
+                    let what = format!("connect: {wanted} is not a granted endpoint (--allow-connect)");
+                    self.name_refusal(&what, false);
+                    let _ = refusals::answer(notified.listener, notified.id, false);
+                    Emulated::Answered
+                }
+                None => Emulated::Refused(format!("{wanted} is not a granted endpoint (--allow-connect)")),
+            },
             network::Outcome::Unreachable => Emulated::Refused(String::new()),
+        }
+    }
+
+    /// `--learn`: a call of [`learning::OBSERVED`] (the prefix of the host's program hands
+    /// them over whatever the program says). Notes what its path needs, then answers as the
+    /// program does: runs it (landlock decides), or fails it with the program's errno. Returns
+    /// false for a call the program hands to the supervisor itself (refused, emulated), which
+    /// goes on as any notification.
+    fn observe(&mut self, listener: RawFd, notification: &libc::seccomp_notif) -> bool {
+        let data = notification.data;
+        let native = data.arch == self.config.program.audit_arch
+            && !(data.arch == crate::seccomp_program::bpf::AUDIT_ARCH_X86_64
+                && data.nr as u32 & crate::seccomp_program::bpf::X32_SYSCALL_BIT != 0);
+        let Some(call) = self.config.program.syscall_name(data.nr as u32).filter(|_| native) else { return false };
+        if !learning::OBSERVED.contains(&call) {
+            return false;
+        }
+        use crate::seccomp_program::bpf;
+        let decided = self.config.program.decide(data.nr, data.arch, data.args);
+        let answer = match decided {
+            Some(bpf::SECCOMP_RET_ALLOW) => None,
+            Some(action) if action & bpf::ACTION_MASK == bpf::SECCOMP_RET_ERRNO => Some((action & 0xffff) as i32),
+            _ => return false,
+        };
+        let notified =
+            caller::Notified { listener, id: notification.id, tid: notification.pid, host: self.children.host };
+        if let Some(learned) = self.learned.as_mut() {
+            if !self.config.can_inspect() {
+                learned.could_not_inspect();
+            } else if let Ok(caller) = caller::Caller::open(notified) {
+                learned.observe(&self.config.grants, &caller, call, data.args);
+            }
+        }
+        let _ = match answer {
+            None => refusals::answer(listener, notification.id, true),
+            Some(errno) => refusals::answer_with(listener, notification.id, Err(errno)),
+        };
+        true
+    }
+
+    /// `--learn`: prints what the run was refused, after everything the script wrote. A host
+    /// killed by SIGKILL that used its whole CPU limit reached the limit (soft = hard: the
+    /// kernel kills at once).
+    fn print_learned(&mut self, ending: Ending) {
+        let Some(learned) = self.learned.as_mut() else { return };
+        if let (Ending::Killed(libc::SIGKILL), Some(limit)) =
+            (ending, self.config.learning.as_ref().and_then(|learning| learning.cpu_seconds))
+        {
+            if sys::reaped_cpu_micros() + 1_000_000 > limit * 1_000_000 {
+                learned.reached(format!("-r cpu={}: the CPU limit ({limit} s) ended the run", limit * 2));
+            }
+        }
+        for line in learned.report() {
+            self.reporter.line(&line);
         }
     }
 
@@ -503,6 +593,7 @@ impl Supervisor {
         crate::timing::mark("supervisor: run reaped");
         self.relay.finish();
         crate::timing::mark("supervisor: output drained");
+        self.print_learned(ending);
         crate::timing::report();
         ending.imitate()
     }
@@ -512,6 +603,7 @@ impl Supervisor {
     fn terminate(&mut self, signal: libc::c_int) -> ! {
         self.children.end_all();
         self.relay.finish();
+        self.print_learned(Ending::Killed(signal));
         signals::die_by(signal)
     }
 }

@@ -31,6 +31,20 @@ use super::sys;
 pub(crate) struct Granted {
     pub(crate) endpoints: Vec<SocketAddr>,
     pub(crate) names: Vec<(String, Vec<IpAddr>)>,
+    /// `--learn`: sockets are made and lookups answered as if something were granted, so that
+    /// the endpoint the script wants reaches the supervisor and can be named (every connect to
+    /// an endpoint not granted is still refused).
+    pub(crate) learning: bool,
+}
+
+impl Granted {
+    fn any_endpoint(&self) -> bool {
+        !self.endpoints.is_empty() || self.learning
+    }
+
+    fn any_name(&self) -> bool {
+        !self.names.is_empty() || self.learning
+    }
 }
 
 /// What a notified `socket` or `connect` gets.
@@ -45,6 +59,8 @@ pub(crate) enum Outcome {
     Lookup(Lookup),
     /// Refused by name, with the reason.
     Refused(String),
+    /// A connect to an endpoint that is not granted (refused by name).
+    NotGranted(SocketAddr),
     /// The caller is gone: nothing to answer.
     Unreachable,
 }
@@ -81,13 +97,13 @@ const SHORTEST_IN6: usize = 24;
 /// that lookups do not report it, and is refused by name otherwise).
 pub(crate) fn socket(granted: &Granted, args: [u64; 6]) -> Outcome {
     match args[0] as u32 as i32 {
-        libc::AF_UNIX if granted.names.is_empty() => return Outcome::Made(Err(libc::EACCES)),
+        libc::AF_UNIX if !granted.any_name() => return Outcome::Made(Err(libc::EACCES)),
         libc::AF_UNIX => return Outcome::Continue,
-        libc::AF_NETLINK if granted.endpoints.is_empty() => return Outcome::Refused(String::new()),
+        libc::AF_NETLINK if !granted.any_endpoint() => return Outcome::Refused(String::new()),
         libc::AF_NETLINK => return Outcome::Made(Err(libc::EACCES)),
         _ => {}
     }
-    if granted.endpoints.is_empty() {
+    if !granted.any_endpoint() {
         return Outcome::Refused("no endpoint is granted (--allow-connect HOST:PORT)".to_string());
     }
     Outcome::Continue
@@ -104,7 +120,7 @@ pub(crate) fn connect(
 ) -> Outcome {
     let endpoints = granted.endpoints.as_slice();
     // Refused as any call outside the allow-list (a unix socket's connect too).
-    if endpoints.is_empty() {
+    if !granted.any_endpoint() {
         return Outcome::Refused(String::new());
     }
     if !can_inspect {
@@ -133,7 +149,7 @@ pub(crate) fn connect(
         Err(Unparsed::Short) => return Outcome::Made(Err(libc::EINVAL)),
     };
     let Some(&granted) = endpoints.iter().find(|granted| same_endpoint(granted, &wanted)) else {
-        return Outcome::Refused(format!("{wanted} is not a granted endpoint (--allow-connect)"));
+        return Outcome::NotGranted(wanted);
     };
     let socket = match caller.descriptor(args[0]) {
         Ok(socket) => socket,
@@ -167,7 +183,7 @@ pub(crate) fn connect(
 /// The script connects its nscd socket: with a granted name, the supervisor's own end takes its
 /// place; otherwise refused.
 fn lookup(granted: &Granted, caller: &Caller, notified: Notified, fd: u64, lookups_open: usize) -> Outcome {
-    if granted.names.is_empty() {
+    if !granted.any_name() {
         return Outcome::Refused("nscd's socket: no name is granted (--allow-connect NAME:PORT)".to_string());
     }
     if lookups_open >= resolver::MOST_LOOKUPS {

@@ -17,6 +17,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::learning::Learned;
 use super::sys;
 
 /// Where glibc's nscd client connects (both spellings of the run directory).
@@ -97,8 +98,9 @@ impl Lookup {
         self.end.as_raw_fd()
     }
 
-    /// Reads what the script sent; once the request is whole, answers it.
-    pub(crate) fn on_readable(&mut self, names: &[(String, Vec<IpAddr>)]) -> Step {
+    /// Reads what the script sent; once the request is whole, answers it. With `learned`
+    /// (`--learn`), a name that is not granted is answered with its placeholder addresses.
+    pub(crate) fn on_readable(&mut self, names: &[(String, Vec<IpAddr>)], learned: Option<&mut Learned>) -> Step {
         let mut buffer = [0u8; REQUEST_HEADER + LONGEST_KEY];
         let room = buffer.len() - self.request.len();
         // SAFETY: reads at most `room` bytes into our buffer.
@@ -118,7 +120,18 @@ impl Lookup {
             Request::Other => Step::Over(None),
             Request::Lookup { kind, name } => {
                 let name = String::from_utf8_lossy(name).into_owned();
-                let addresses = find(names, &name);
+                let placeholder: Option<Vec<IpAddr>>;
+                let addresses = match (find(names, &name), learned) {
+                    (None, Some(learned)) => {
+                        // getaddrinfo gets the IPv4 placeholder alone: one refused connect per try.
+                        placeholder = learned.placeholder(&name).map(|(v4, v6)| match kind {
+                            GET_ADDRESS_INFO => vec![v4],
+                            _ => vec![v4, v6],
+                        });
+                        placeholder.as_deref()
+                    }
+                    (found, _) => found,
+                };
                 let reply = match kind {
                     GET_ADDRESS_INFO => address_info(&name, addresses),
                     _ => host_entry(&name, addresses, kind == GET_HOST_BY_NAME_V6),

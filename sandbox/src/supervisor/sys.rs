@@ -95,3 +95,13 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process; nothing of ours needs flushing (stderr is unbuffered).
     unsafe { libc::_exit(code) }
 }
+
+/// The CPU time (user and system, microseconds) of every child the supervisor has reaped.
+pub(crate) fn reaped_cpu_micros() -> u64 {
+    // SAFETY: an all-zero rusage is valid storage; getrusage fills it.
+    let mut reaped: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `reaped` is writable.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut reaped) };
+    let micros = |time: libc::timeval| time.tv_sec as u64 * 1_000_000 + time.tv_usec as u64;
+    micros(reaped.ru_utime) + micros(reaped.ru_stime)
+}
