@@ -128,7 +128,19 @@ pub(crate) mod tests {
         let named: Vec<&str> = found.iter().map(|(policy, _)| policy.as_str()).collect();
         assert_eq!(
             named,
-            ["supervisor", "hlua", "hlua-programs", "hnode", "hnode-programs", "hpython", "hpython-programs", "hsh"]
+            [
+                "supervisor",
+                "hlua",
+                "hlua-learn",
+                "hlua-programs",
+                "hnode",
+                "hnode-learn",
+                "hnode-programs",
+                "hpython",
+                "hpython-learn",
+                "hpython-programs",
+                "hsh"
+            ]
         );
         assert!(found
             .iter()

@@ -92,8 +92,16 @@ impl Learned {
         }
     }
 
-    /// Whether `path` is one the interpreter tries at start and does without.
+    /// Whether `path` is not to be listed: one the interpreter tries at start and does without,
+    /// or a file of a process (`/proc/PID/...`: a grant names a path, and the next run's
+    /// processes have other ids).
     fn is_probe(&self, path: &Path) -> bool {
+        let mut components = path.components().skip(1);
+        if components.next().is_some_and(|top| top.as_os_str() == "proc")
+            && components.next().is_some_and(|pid| pid.as_os_str().as_bytes().iter().all(u8::is_ascii_digit))
+        {
+            return true;
+        }
         self.learning.probes.iter().any(|probe| {
             let mut wanted = probe.components();
             let mut found = path.components();
@@ -350,7 +358,8 @@ mod tests {
         };
         let learned = Learned::new(learning);
         assert!(learned.is_probe(Path::new("/proc/4242/maps")) && learned.is_probe(Path::new("/etc/ld.so.cache")));
-        assert!(!learned.is_probe(Path::new("/proc/self/maps")) && !learned.is_probe(Path::new("/proc/42/maps/x")));
+        assert!(learned.is_probe(Path::new("/proc/42/status")), "any file of a process");
+        assert!(!learned.is_probe(Path::new("/proc/meminfo")) && !learned.is_probe(Path::new("/proc/self/maps")));
         assert!(!learned.is_probe(Path::new("/etc")) && !learned.is_probe(Path::new("/proc/4a/maps")));
     }
 
