@@ -265,6 +265,59 @@ mod tests {
         assert!(matches!(caught, VerifyError::Malformed { .. }), "{caught}");
     }
 
+    /// `--learn`'s prefix ([`SeccompProgram::observing`]) on every committed program: the
+    /// observed calls of the program's own architecture reach the supervisor, and every other
+    /// call, on every syscall number, foreign architectures and x32 included, gets the
+    /// program's own answer, with the arguments that satisfy each rule and with none.
+    #[test]
+    fn learning_observes_only_what_it_names() {
+        use h_sandbox::seccomp_program::bpf::{evaluate, NOTIFY_OBSERVE, SECCOMP_RET_USER_NOTIF, X32_SYSCALL_BIT};
+        use h_sandbox::SeccompProgram;
+        let root = project_root();
+        for (host, crate_dir) in programs(&root) {
+            let policy = Policy::load(&root.join("filters"), &host).unwrap();
+            for arch in ARCHES {
+                let text = std::fs::read_to_string(output_path(&root, &host, &crate_dir, arch)).unwrap();
+                let instructions: &'static [SockFilter] =
+                    Box::leak(parse_instructions(&text).unwrap().into_boxed_slice());
+                let mut names: Vec<(u32, &'static str)> = h_sandbox::OBSERVED
+                    .iter()
+                    .filter_map(|&name| arch.syscall_number(name).map(|nr| (nr, name)))
+                    .collect();
+                names.sort_unstable();
+                let observed: Vec<u32> = names.iter().map(|&(nr, _)| nr).collect();
+                let program = SeccompProgram {
+                    arch: arch.name(),
+                    audit_arch: arch.audit_arch(),
+                    instructions,
+                    rules: &[],
+                    syscall_names: Box::leak(names.into_boxed_slice()),
+                };
+                let observing = program.observing(h_sandbox::OBSERVED);
+                let rules = resolve(&policy.rules, arch).unwrap();
+                let mut arguments: Vec<[u64; 6]> = rules.iter().map(satisfying_args).collect();
+                arguments.push([0; 6]);
+                let other = if arch == Arch::X86_64 { Arch::Aarch64 } else { Arch::X86_64 };
+                for audit_arch in [arch.audit_arch(), other.audit_arch(), 0x4000_0003] {
+                    for nr in (0..1024).chain((0..1024).map(|nr| nr | X32_SYSCALL_BIT)) {
+                        for args in &arguments {
+                            let own = evaluate(instructions, nr, audit_arch, *args).map(|(action, _)| action);
+                            let seen = evaluate(&observing, nr, audit_arch, *args).map(|(action, _)| action);
+                            let handed_over = audit_arch == arch.audit_arch()
+                                && observed.contains(&nr)
+                                && !(arch == Arch::X86_64 && nr & X32_SYSCALL_BIT != 0);
+                            if handed_over {
+                                assert_eq!(seen, Some(SECCOMP_RET_USER_NOTIF | NOTIFY_OBSERVE), "{host} {arch} {nr}");
+                            } else {
+                                assert_eq!(seen, own, "{host} {arch} arch {audit_arch:#x} nr {nr:#x}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The reference meaning: the first rule whose checks all hold decides.
     #[test]
     fn the_first_matching_rule_decides() {

@@ -13,7 +13,6 @@
 //! A script can mislead the report (it may change the path after the copy, or name paths it
 //! never needed), never the sandbox: the copy decides nothing.
 
-use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
@@ -30,6 +29,9 @@ pub const OBSERVED: &[&str] = &["execve", "open", "openat", "openat2", "creat", 
 
 /// Names answered with placeholder addresses at most (one byte of a documentation network).
 const MOST_NAMES: usize = 250;
+/// Options and refused calls kept at most: a script can try every path of the machine, and the
+/// supervisor's memory is not the script's to fill.
+const MOST_NOTES: usize = 256;
 
 /// What the path of an observed call needs of landlock.
 #[derive(Clone, Copy, Default)]
@@ -119,14 +121,15 @@ impl Learned {
     }
 
     fn grant(&mut self, option: &'static str, value: String) {
-        if !self.options.iter().any(|(known, known_value)| *known == option && *known_value == value) {
+        let known = self.options.iter().any(|(known, known_value)| *known == option && *known_value == value);
+        if !known && self.options.len() < MOST_NOTES {
             self.options.push((option, value));
         }
     }
 
     /// Notes a refused call no option grants (as it was reported).
     pub(crate) fn refused_call(&mut self, what: &str) {
-        if !self.calls.iter().any(|known| known == what) {
+        if !self.calls.iter().any(|known| known == what) && self.calls.len() < MOST_NOTES {
             self.calls.push(what.to_string());
         }
     }
@@ -289,6 +292,9 @@ impl Learned {
         for call in &self.calls {
             lines.push(format!("  {call}: no option grants it"));
         }
+        if self.options.len() == MOST_NOTES || self.calls.len() == MOST_NOTES {
+            lines.push(format!("  (at most {MOST_NOTES} of each are listed)"));
+        }
         if self.blind {
             lines.push("  (run by root without landlock, the paths the script named could not be read)".to_string());
         }
@@ -322,15 +328,33 @@ fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// `value` as one shell word: as it is when it has nothing the shell reads, else in single quotes.
+/// `value` as one shell word, safe to print on a terminal: as it is when it has nothing the
+/// shell reads; in single quotes when it is printable UTF-8; else as `$'...'` with every byte
+/// outside printable ASCII escaped (a path or name the script chose may hold terminal escape
+/// sequences, newlines or bytes that are not text).
 fn quote(value: &[u8]) -> String {
     let plain =
         !value.is_empty() && value.iter().all(|&byte| byte.is_ascii_alphanumeric() || b"-_./:=@%+,[]".contains(&byte));
-    let text = OsStr::from_bytes(value).to_string_lossy();
     if plain {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
+        return String::from_utf8_lossy(value).into_owned();
+    }
+    match std::str::from_utf8(value) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("'{}'", text.replace('\'', "'\\''")),
+        _ => {
+            let mut escaped = String::from("$'");
+            for &byte in value {
+                match byte {
+                    b'\'' | b'\\' => {
+                        escaped.push('\\');
+                        escaped.push(char::from(byte));
+                    }
+                    0x20..=0x7e => escaped.push(char::from(byte)),
+                    _ => escaped.push_str(&format!("\\x{byte:02x}")),
+                }
+            }
+            escaped.push('\'');
+            escaped
+        }
     }
 }
 
@@ -348,6 +372,16 @@ mod tests {
         let path = Needs::of_open((libc::O_PATH | libc::O_RDWR) as u64);
         assert!(!path.read && !path.write);
         assert!(Needs::of_open((libc::O_RDONLY | libc::O_TRUNC) as u64).write);
+    }
+
+    #[test]
+    fn words_are_quoted_for_the_shell_and_the_terminal() {
+        assert_eq!(quote(b"/home/a/data.txt"), "/home/a/data.txt");
+        assert_eq!(quote(b"my file's"), r"'my file'\''s'");
+        assert_eq!(quote(b"$(reboot)"), "'$(reboot)'");
+        assert_eq!(quote("café".as_bytes()), "'café'");
+        assert_eq!(quote(b"a\x1b]0;owned\x07\nb'"), r"$'a\x1b]0;owned\x07\x0ab\''");
+        assert_eq!(quote(b"\xff"), r"$'\xff'");
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod terminal;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::seccomp_program::{NotificationKind, SeccompProgram};
+use crate::seccomp_program::{bpf, NotificationKind, SeccompProgram};
 use crate::syscall_filter::SeccompError;
 pub use accounting::RunBudget;
 use accounting::{Accounting, Spent};
@@ -539,13 +539,11 @@ impl Supervisor {
     fn observe(&mut self, listener: RawFd, notification: &libc::seccomp_notif) -> bool {
         let data = notification.data;
         let native = data.arch == self.config.program.audit_arch
-            && !(data.arch == crate::seccomp_program::bpf::AUDIT_ARCH_X86_64
-                && data.nr as u32 & crate::seccomp_program::bpf::X32_SYSCALL_BIT != 0);
+            && !(data.arch == bpf::AUDIT_ARCH_X86_64 && data.nr as u32 & bpf::X32_SYSCALL_BIT != 0);
         let Some(call) = self.config.program.syscall_name(data.nr as u32).filter(|_| native) else { return false };
         if !learning::OBSERVED.contains(&call) {
             return false;
         }
-        use crate::seccomp_program::bpf;
         let decided = self.config.program.decide(data.nr, data.arch, data.args);
         let answer = match decided {
             Some(bpf::SECCOMP_RET_ALLOW) => None,
@@ -580,6 +578,8 @@ impl Supervisor {
                 learned.reached(format!("-r cpu={}: the CPU limit ({limit} s) ended the run", limit * 2));
             }
         }
+        // After the relay has finished, the caller's terminal is back in its own mode.
+        self.reporter.raw_terminal = false;
         for line in learned.report() {
             self.reporter.line(&line);
         }
