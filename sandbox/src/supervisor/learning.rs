@@ -274,12 +274,18 @@ impl Learned {
         }
     }
 
-    /// The report printed when the run ends: one line each, and the command that grants it
-    /// all. Empty when nothing was refused.
-    pub(crate) fn report(&self) -> Vec<String> {
+    /// The report printed when the run ends (`succeeded`: the script exited 0): one line each,
+    /// and the command that grants it all.
+    pub(crate) fn report(&self, succeeded: bool) -> Vec<String> {
         let mut lines = Vec::new();
         if self.options.is_empty() && self.calls.is_empty() && self.limits.is_empty() && !self.blind {
             lines.push("learned: nothing was refused".to_string());
+            if !succeeded {
+                lines.push(
+                    "learned: the script failed on its own; limits it reaches inside itself (memory, open files, file size) are not seen here"
+                        .to_string(),
+                );
+            }
             return lines;
         }
         lines.push("learned: what the sandbox refused in this run".to_string());
@@ -334,7 +340,7 @@ fn text(path: &Path) -> String {
 /// sequences, newlines or bytes that are not text).
 fn quote(value: &[u8]) -> String {
     let plain =
-        !value.is_empty() && value.iter().all(|&byte| byte.is_ascii_alphanumeric() || b"-_./:=@%+,[]".contains(&byte));
+        !value.is_empty() && value.iter().all(|&byte| byte.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&byte));
     if plain {
         return String::from_utf8_lossy(value).into_owned();
     }
@@ -379,6 +385,7 @@ mod tests {
         assert_eq!(quote(b"/home/a/data.txt"), "/home/a/data.txt");
         assert_eq!(quote(b"my file's"), r"'my file'\''s'");
         assert_eq!(quote(b"$(reboot)"), "'$(reboot)'");
+        assert_eq!(quote(b"[::1]:80"), "'[::1]:80'", "a glob pattern otherwise");
         assert_eq!(quote("café".as_bytes()), "'café'");
         assert_eq!(quote(b"a\x1b]0;owned\x07\nb'"), r"$'a\x1b]0;owned\x07\x0ab\''");
         assert_eq!(quote(b"\xff"), r"$'\xff'");
@@ -418,12 +425,13 @@ mod tests {
             ..crate::Learning::default()
         };
         let mut learned = Learned::new(learning);
-        assert_eq!(learned.report(), ["learned: nothing was refused"]);
+        assert_eq!(learned.report(true), ["learned: nothing was refused"]);
+        assert_eq!(learned.report(false).len(), 2);
         learned.grant("--allow-read", "/home/a/data.txt".to_string());
         learned.grant("--allow-exec", "cat".to_string());
         learned.grant("--allow-exec", "cat".to_string());
         learned.refused_call("ptrace");
-        let report = learned.report();
+        let report = learned.report(true);
         assert_eq!(report.len(), 5, "{report:?}");
         assert_eq!(report[3], "  ptrace: no option grants it");
         assert_eq!(

@@ -580,7 +580,7 @@ impl Supervisor {
         }
         // After the relay has finished, the caller's terminal is back in its own mode.
         self.reporter.raw_terminal = false;
-        for line in learned.report() {
+        for line in learned.report(ending == Ending::Exited(0)) {
             self.reporter.line(&line);
         }
     }
