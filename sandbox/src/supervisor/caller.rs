@@ -7,6 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::arguments;
 use super::sys;
 
 /// `ioctl(SECCOMP_IOCTL_NOTIF_ID_VALID)`: `_IOW('!', 2, __u64)`.
@@ -107,8 +108,7 @@ impl Caller {
 
     /// A duplicate of the caller's descriptor `fd` (close-on-exec).
     pub(crate) fn descriptor(&self, fd: u64) -> io::Result<OwnedFd> {
-        // The kernel reads a descriptor argument as an int: its low 32 bits.
-        let fd = fd as u32 as libc::c_int;
+        let fd = arguments::c_int(fd);
         // SAFETY: pidfd_getfd takes a pidfd of ours, a descriptor number of the caller and no
         // flags, and returns a fresh descriptor or -1.
         sys::adopt(unsafe {

@@ -27,6 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 
+use super::arguments::{int, AT_FDCWD};
 use super::caller::{Caller, Notified};
 use super::grants::Grants;
 use super::sys;
@@ -59,14 +60,6 @@ enum Object {
     Path { directory: u64, address: u64, follow: bool, empty_allowed: bool },
 }
 
-pub(super) const AT_FDCWD: u64 = libc::AT_FDCWD as i64 as u64;
-
-/// An `int` argument as the kernel reads it: the low 32 bits, sign-extended. The register's
-/// upper half is whatever the caller left there (glibc passes `AT_FDCWD` zero-extended), so
-/// comparing all 64 bits would misread it; this is the kernel's own reading, not a check.
-pub(super) fn int(value: u64) -> u64 {
-    value as u32 as i32 as i64 as u64
-}
 const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
 const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
 /// The mode bits an emulated chmod may set: permissions and the sticky bit.

@@ -18,8 +18,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
+use super::arguments::{c_int, int, AT_FDCWD};
 use super::caller::Caller;
-use super::emulation::{int, own_proc, where_is, AT_FDCWD};
+use super::emulation::{own_proc, where_is};
 use super::grants::Grants;
 use super::sys;
 
@@ -48,7 +49,7 @@ struct Needs {
 impl Needs {
     /// What `open(2)` flags need.
     fn of_open(flags: u64) -> Needs {
-        let flags = flags as u32 as i32;
+        let flags = c_int(flags);
         if flags & libc::O_PATH != 0 {
             return Needs::default();
         }
@@ -231,9 +232,15 @@ impl Learned {
                     // The shell reads a program it could not execute; the grant covers that.
                     let read = text(&found);
                     self.options.retain(|(option, value)| !(*option == "--allow-read" && *value == read));
-                    self.executables.push(found);
-                } else if self.is_probe(&found) || self.executables.contains(&found) {
-                } else if needs.write && !grants.admit_write(&found) {
+                    if !self.executables.contains(&found) && self.executables.len() < MOST_NOTES {
+                        self.executables.push(found);
+                    }
+                    return;
+                }
+                if self.is_probe(&found) || self.executables.contains(&found) {
+                    return;
+                }
+                if needs.write && !grants.admit_write(&found) {
                     self.grant("--allow-write", text(&found));
                 } else if needs.read && !grants.admit_read(&found) {
                     self.grant("--allow-read", text(&found));

@@ -19,6 +19,7 @@
 //! and in every process the sandbox creates.
 
 mod accounting;
+mod arguments;
 mod caller;
 mod children;
 mod emulation;

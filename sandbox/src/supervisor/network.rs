@@ -21,6 +21,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::arguments::c_int;
 use super::caller::{Caller, Notified};
 use super::resolver::{self, Lookup};
 use super::sys;
@@ -96,7 +97,7 @@ const SHORTEST_IN6: usize = 24;
 /// glibc's netlink route socket (`AF_NETLINK`, which fails quietly with an endpoint granted, so
 /// that lookups do not report it, and is refused by name otherwise).
 pub(crate) fn socket(granted: &Granted, args: [u64; 6]) -> Outcome {
-    match args[0] as u32 as i32 {
+    match c_int(args[0]) {
         libc::AF_UNIX if !granted.any_name() => return Outcome::Made(Err(libc::EACCES)),
         libc::AF_UNIX => return Outcome::Continue,
         libc::AF_NETLINK if !granted.any_endpoint() => return Outcome::Refused(String::new()),
@@ -127,8 +128,7 @@ pub(crate) fn connect(
         return Outcome::Refused("run by root without landlock, the supervisor cannot inspect the sandbox".to_string());
     }
     let Ok(caller) = Caller::open(notified) else { return Outcome::Unreachable };
-    // The kernel reads the length as an int.
-    let length = args[2] as u32 as i32;
+    let length = c_int(args[2]);
     let Ok(length) = usize::try_from(length) else { return Outcome::Made(Err(libc::EINVAL)) };
     if length < std::mem::size_of::<libc::sa_family_t>() {
         return Outcome::Made(Err(libc::EINVAL));

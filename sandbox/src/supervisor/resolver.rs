@@ -17,6 +17,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::arguments::c_int;
 use super::learning::Learned;
 use super::sys;
 
@@ -75,8 +76,7 @@ pub(crate) fn attach(listener: RawFd, id: u64, fd: u64) -> io::Result<Lookup> {
         id,
         flags: SECCOMP_ADDFD_FLAG_SETFD,
         srcfd: theirs.as_raw_fd() as u32,
-        // The kernel reads the descriptor argument as an int: its low 32 bits.
-        newfd: fd as u32,
+        newfd: c_int(fd) as u32,
         newfd_flags: libc::O_CLOEXEC as u32,
     };
     // SAFETY: the listener is a seccomp notification descriptor; the request is a complete
