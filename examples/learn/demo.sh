@@ -5,7 +5,8 @@
 #     sh examples/learn/demo.sh        (from the repository; builds hpython when needed)
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
-hpython="$root/target/release/hpython"
+# HPYTHON: the binary to run (the test that runs this demo gives the one it built).
+hpython=${HPYTHON:-$root/target/release/hpython}
 [ -x "$hpython" ] || cargo build --release -q -p hpython --manifest-path "$root/Cargo.toml"
 work=$(mktemp -d)
 trap 'kill "$collector" 2>/dev/null; rm -rf "$work"' EXIT
