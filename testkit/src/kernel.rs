@@ -118,6 +118,7 @@ pub fn host_checks(binary: &Path, script: &Path, abi: Option<u32>, user: &User) 
     if let Some(abi) = abi {
         checks.push(("allow-connect".to_string(), connect_checks(binary, &script_text, abi, user)));
     }
+    checks.push(("learn".to_string(), learn_checks(binary, &script_text, abi, user)));
     if abi.is_none() {
         let refused = run_host(binary, &[&script_text], user);
         let mut problems = status_problems(&refused, None, Some(1));
@@ -136,6 +137,25 @@ pub fn host_checks(binary: &Path, script: &Path, abi: Option<u32>, user: &User) 
         checks.push(("degraded-policy".to_string(), problems));
     }
     (checks, tags)
+}
+
+/// `--learn` with a script that is refused nothing: the report says so where landlock refuses
+/// paths; on a kernel without landlock (`--allow-degraded`) it says that no path was refused and
+/// none is listed, rather than listing paths nothing refused.
+fn learn_checks(binary: &Path, script: &str, abi: Option<u32>, user: &User) -> Vec<String> {
+    let (arguments, wanted): (&[&str], &str) = match abi {
+        Some(_) => (&["--learn", script], "learned: nothing was refused"),
+        None => (
+            &["--learn", "--allow-degraded", script],
+            "this kernel has no landlock: no path or program was refused, and none is listed",
+        ),
+    };
+    let learned = run_host(binary, arguments, user);
+    let mut problems = status_problems(&learned, None, Some(0));
+    if !learned.stderr.contains(wanted) {
+        problems.push(format!("the report lacks {wanted:?}: {:?}", learned.stderr));
+    }
+    problems
 }
 
 /// `--allow-connect` on a kernel with landlock ABI `abi`: from ABI 4 (TCP) the report lists the

@@ -78,8 +78,8 @@ pub(crate) struct Learned {
     names: Vec<String>,
     /// The programs named for `--allow-exec`, as found (which that grant lets be read too).
     executables: Vec<PathBuf>,
-    /// Run by root without landlock, the supervisor could not read the paths.
-    blind: bool,
+    /// The kernel has no landlock (`--allow-degraded`): no path or program was refused.
+    without_landlock: bool,
 }
 
 impl Learned {
@@ -91,7 +91,7 @@ impl Learned {
             limits: Vec::new(),
             names: Vec::new(),
             executables: Vec::new(),
-            blind: false,
+            without_landlock: false,
         }
     }
 
@@ -140,9 +140,9 @@ impl Learned {
         self.limits.push(what);
     }
 
-    /// The caller could not be inspected: its paths are not in the report.
-    pub(crate) fn could_not_inspect(&mut self) {
-        self.blind = true;
+    /// The run has no landlock: paths and programs are not refused, and none is listed.
+    pub(crate) fn without_landlock(&mut self) {
+        self.without_landlock = true;
     }
 
     /// Notes a connect to an endpoint that is not granted (`address` as the script gave it; a
@@ -285,7 +285,7 @@ impl Learned {
     /// and the command that grants it all.
     pub(crate) fn report(&self, succeeded: bool) -> Vec<String> {
         let mut lines = Vec::new();
-        if self.options.is_empty() && self.calls.is_empty() && self.limits.is_empty() && !self.blind {
+        if self.options.is_empty() && self.calls.is_empty() && self.limits.is_empty() && !self.without_landlock {
             lines.push("learned: nothing was refused".to_string());
             if !succeeded {
                 lines.push(
@@ -308,8 +308,10 @@ impl Learned {
         if self.options.len() == MOST_NOTES || self.calls.len() == MOST_NOTES {
             lines.push(format!("  (at most {MOST_NOTES} of each are listed)"));
         }
-        if self.blind {
-            lines.push("  (run by root without landlock, the paths the script named could not be read)".to_string());
+        if self.without_landlock {
+            lines.push(
+                "  (this kernel has no landlock: no path or program was refused, and none is listed)".to_string(),
+            );
         }
         if !self.options.is_empty() {
             let mut command: Vec<String> = Vec::new();
