@@ -194,10 +194,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
             learning: policy.learn.is_some(),
         },
         in_run_domain,
-        learning: policy.learn.clone(),
     };
     timing::mark("run domain");
-    let handoff = supervisor::split(config, stdio)?;
+    let handoff = supervisor::split(config, stdio, policy.learn.clone())?;
     timing::mark("fork");
     limits::apply(&rlimits)?;
     timing::mark("rlimits");

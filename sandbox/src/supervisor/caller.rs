@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::arguments;
+use super::paths;
 use super::sys;
 
 /// `ioctl(SECCOMP_IOCTL_NOTIF_ID_VALID)`: `_IOW('!', 2, __u64)`.
@@ -85,8 +86,13 @@ impl Caller {
     }
 
     /// The NUL-terminated string at `address` (a path), read page by page so that a string
-    /// ending just before an unmapped page is read whole; ENAMETOOLONG past `PATH_MAX`.
+    /// ending just before an unmapped page is read whole; ENAMETOOLONG past `PATH_MAX`. The
+    /// caller's `/proc/self` is its own (`paths::own_proc`).
     pub(crate) fn read_path(&self, address: u64) -> io::Result<Vec<u8>> {
+        self.read_string(address).map(|path| paths::own_proc(path, self.tid))
+    }
+
+    fn read_string(&self, address: u64) -> io::Result<Vec<u8>> {
         if address == 0 {
             return Err(io::Error::from_raw_os_error(libc::EFAULT));
         }
@@ -143,9 +149,17 @@ impl Caller {
         ids("Uid:") == Some((uid, uid)) && ids("Gid:") == Some((gid, gid))
     }
 
-    /// The calling thread's id.
-    pub(crate) fn tid(&self) -> libc::pid_t {
-        self.tid
+    /// Where `path`, named with directory descriptor `directory` (`AT_FDCWD` included), starts
+    /// from: `None` for an absolute path, else the caller's working directory or a duplicate of
+    /// its descriptor.
+    pub(crate) fn start_of(&self, directory: u64, path: &[u8]) -> io::Result<Option<OwnedFd>> {
+        if path.first() == Some(&b'/') {
+            Ok(None)
+        } else if directory == arguments::AT_FDCWD {
+            self.working_directory().map(Some)
+        } else {
+            self.descriptor(directory).map(Some)
+        }
     }
 
     /// The caller's working directory, opened as a path (`/proc/TID/cwd`).

@@ -24,12 +24,11 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt as _;
-use std::path::PathBuf;
 
 use super::arguments::{int, AT_FDCWD};
 use super::caller::{Caller, Notified};
 use super::grants::Grants;
+use super::paths;
 use super::sys;
 use crate::seccomp_program::SeccompProgram;
 
@@ -212,21 +211,6 @@ enum Target {
     Link(OwnedFd),
 }
 
-/// The caller's `/proc/self` and `/proc/thread-self` are its own, not the supervisor's: glibc's
-/// `fchmodat(..., AT_SYMLINK_NOFOLLOW)` names a descriptor it opened as `/proc/self/fd/N`.
-pub(super) fn own_proc(path: Vec<u8>, tid: libc::pid_t) -> Vec<u8> {
-    for prefix in [&b"/proc/self"[..], &b"/proc/thread-self"[..]] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.is_empty() || rest.first() == Some(&b'/') {
-                let mut own = format!("/proc/{tid}").into_bytes();
-                own.extend_from_slice(rest);
-                return own;
-            }
-        }
-    }
-    path
-}
-
 /// `fstat` of a descriptor of ours.
 fn status(fd: &OwnedFd) -> io::Result<libc::stat> {
     // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
@@ -261,26 +245,15 @@ fn open_path(
     follow: bool,
     empty_allowed: bool,
 ) -> Result<Target, Refusal> {
-    let path = own_proc(caller.read_path(address).map_err(errno_of)?, caller.tid());
-    let base = if path.first() == Some(&b'/') {
-        None
-    } else if directory == AT_FDCWD {
-        Some(caller.working_directory().map_err(errno_of)?)
-    } else {
-        Some(caller.descriptor(directory).map_err(errno_of)?)
-    };
+    let path = caller.read_path(address).map_err(errno_of)?;
+    let base = caller.start_of(directory, &path).map_err(errno_of)?;
     let object = if path.is_empty() {
         match (empty_allowed, base) {
             (true, Some(base)) => base,
             _ => return Err(Refusal::Errno(libc::ENOENT)),
         }
     } else {
-        let mut text = path;
-        text.push(0);
-        let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
-        let base_fd = base.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
-        // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
-        sys::adopt(unsafe { libc::openat(base_fd, text.as_ptr().cast(), flags) }).map_err(errno_of)?
+        paths::open_object(base.as_ref(), &path, follow).map_err(errno_of)?
     };
     let stat = status(&object).map_err(errno_of)?;
     match stat.st_mode & libc::S_IFMT {
@@ -290,7 +263,7 @@ fn open_path(
         libc::S_IFLNK if !watching => return Err(Refusal::Errno(libc::EOPNOTSUPP)),
         _ => return Err(Refusal::Outside("only regular files and directories beneath a write grant")),
     }
-    let named = where_is(&object).map_err(errno_of)?;
+    let named = paths::where_is(&object).map_err(errno_of)?;
     if watching && !grants.admit_watch(&named) {
         return Err(Refusal::Outside("outside the grants"));
     }
@@ -301,24 +274,6 @@ fn open_path(
         return Ok(Target::Link(object));
     }
     Ok(Target::Path(object))
-}
-
-/// The path the kernel gives an object we hold open; an object without one (deleted) fails.
-pub(super) fn where_is(object: &OwnedFd) -> io::Result<PathBuf> {
-    let link = format!("/proc/self/fd/{}\0", object.as_raw_fd());
-    let mut buffer = vec![0u8; 4096];
-    // SAFETY: a NUL-terminated path we own and a buffer of the length we pass.
-    let length =
-        unsafe { libc::readlinkat(libc::AT_FDCWD, link.as_ptr().cast(), buffer.as_mut_ptr().cast(), buffer.len()) };
-    let length = usize::try_from(length).map_err(|_| sys::last_error())?;
-    if length >= buffer.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    buffer.truncate(length);
-    if buffer.first() != Some(&b'/') || buffer.ends_with(b" (deleted)") {
-        return Err(io::Error::from_raw_os_error(libc::ENOENT));
-    }
-    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&buffer)))
 }
 
 /// Makes the call on `target`: its return value or errno.
@@ -374,19 +329,5 @@ fn perform(target: &Target, change: &Change) -> Result<i64, i32> {
         Err(sys::last_error().raw_os_error().unwrap_or(libc::EIO))
     } else {
         Ok(i64::from(result))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_callers_proc_self_is_its_own() {
-        assert_eq!(own_proc(b"/proc/self/fd/5".to_vec(), 42), b"/proc/42/fd/5");
-        assert_eq!(own_proc(b"/proc/thread-self/fd/5".to_vec(), 42), b"/proc/42/fd/5");
-        assert_eq!(own_proc(b"/proc/self".to_vec(), 42), b"/proc/42");
-        assert_eq!(own_proc(b"/proc/selfish".to_vec(), 42), b"/proc/selfish");
-        assert_eq!(own_proc(b"work/proc/self/x".to_vec(), 42), b"work/proc/self/x");
     }
 }

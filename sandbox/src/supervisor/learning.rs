@@ -14,15 +14,13 @@
 //! never needed), never the sandbox: the copy decides nothing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use super::arguments::{c_int, int, AT_FDCWD};
 use super::caller::Caller;
-use super::emulation::{own_proc, where_is};
 use super::grants::Grants;
-use super::sys;
+use super::paths::{open_object, where_is};
 
 /// The calls `--learn` sees before the program decides them: those that name a path landlock
 /// may refuse to execute, read, write or create in.
@@ -140,6 +138,16 @@ impl Learned {
         self.limits.push(what);
     }
 
+    /// The host was killed by SIGKILL after the run used `cpu_micros` of CPU: the CPU limit
+    /// kills at once when it is reached (soft = hard), so a run that used it all reached it.
+    pub(crate) fn killed(&mut self, cpu_micros: u64) {
+        if let Some(limit) = self.learning.cpu_seconds {
+            if cpu_micros + 1_000_000 > limit * 1_000_000 {
+                self.reached(format!("-r cpu={}: the CPU limit ({limit} s) ended the run", limit * 2));
+            }
+        }
+    }
+
     /// The run has no landlock: paths and programs are not refused, and none is listed.
     pub(crate) fn without_landlock(&mut self) {
         self.without_landlock = true;
@@ -210,21 +218,11 @@ impl Learned {
             return;
         }
         let Ok(path) = caller.read_path(address) else { return };
-        let path = own_proc(path, caller.tid());
         if path.is_empty() {
             return;
         }
-        let base = if path.first() == Some(&b'/') {
-            None
-        } else if directory == AT_FDCWD {
-            caller.working_directory().ok()
-        } else {
-            caller.descriptor(directory).ok()
-        };
-        if path.first() != Some(&b'/') && base.is_none() {
-            return;
-        }
-        match open_path(base.as_ref(), &path, needs.follow).and_then(|object| where_is(&object)) {
+        let Ok(base) = caller.start_of(directory, &path) else { return };
+        match open_object(base.as_ref(), &path, needs.follow).and_then(|object| where_is(&object)) {
             Ok(found) => {
                 if needs.execute && !grants.admit_execute(&found) {
                     let program = self.program_name(&path, &found);
@@ -252,7 +250,7 @@ impl Learned {
                     Some(slash) => path[..slash].to_vec(),
                     None => b".".to_vec(),
                 };
-                if let Ok(directory) = open_path(base.as_ref(), &parent, true).and_then(|object| where_is(&object)) {
+                if let Ok(directory) = open_object(base.as_ref(), &parent, true).and_then(|object| where_is(&object)) {
                     if !grants.admit_create_in(&directory) {
                         self.grant("--allow-write", text(&directory));
                     }
@@ -272,7 +270,7 @@ impl Learned {
                 let mut candidate = dir.to_vec();
                 candidate.push(b'/');
                 candidate.extend_from_slice(name);
-                open_path(None, &candidate, true).and_then(|object| where_is(&object)).is_ok_and(|at| at == found)
+                open_object(None, &candidate, true).and_then(|object| where_is(&object)).is_ok_and(|at| at == found)
             });
         if found_by_name {
             String::from_utf8_lossy(name).into_owned()
@@ -327,16 +325,6 @@ impl Learned {
         }
         lines
     }
-}
-
-/// `path` opened `O_PATH` from `base` (absolute paths ignore it).
-fn open_path(base: Option<&OwnedFd>, path: &[u8], follow: bool) -> std::io::Result<OwnedFd> {
-    let mut text = path.to_vec();
-    text.push(0);
-    let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
-    let base = base.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
-    // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
-    sys::adopt(unsafe { libc::openat(base, text.as_ptr().cast(), flags) })
 }
 
 fn text(path: &Path) -> String {

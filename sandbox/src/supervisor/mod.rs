@@ -29,6 +29,7 @@ mod hardening;
 pub(crate) mod learning;
 mod names;
 pub(crate) mod network;
+mod paths;
 mod refusals;
 mod relay;
 mod resolver;
@@ -89,9 +90,6 @@ pub(crate) struct Config {
     /// The launcher entered the run's landlock domain (`filesystem::restrict_run`), which
     /// confines what the supervisor may inspect to the run's own processes.
     pub(crate) in_run_domain: bool,
-    /// `--learn`: what the report needs (the calls of [`learning::OBSERVED`] come first to the
-    /// supervisor, which answers them as the program would).
-    pub(crate) learning: Option<crate::Learning>,
 }
 
 impl Config {
@@ -125,8 +123,14 @@ impl Handoff {
 }
 
 /// Forks. Returns in the child (the future host), with private stdio installed and its side of
-/// the handoff; the parent becomes the supervisor and never returns.
-pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, SupervisorError> {
+/// the handoff; the parent becomes the supervisor and never returns. `learning`: `--learn`
+/// (the calls of [`learning::OBSERVED`] come first to the supervisor, which answers them as the
+/// program would, and reports at the end).
+pub(crate) fn split(
+    config: Config,
+    plan: stdio::Plan,
+    learning: Option<crate::Learning>,
+) -> Result<Handoff, SupervisorError> {
     let (host_end, supervisor_end) = handoff::pair().map_err(SupervisorError::Pipe)?;
     // Before the fork, so that no orphan of the sandbox can ever miss it.
     children::become_subreaper().map_err(SupervisorError::Subreaper)?;
@@ -185,7 +189,7 @@ pub(crate) fn split(config: Config, plan: stdio::Plan) -> Result<Handoff, Superv
     };
     let mut relay = supervisor;
     relay.start();
-    let learned = config.learning.clone().map(Learned::new);
+    let learned = learning.map(Learned::new);
     let mut reporter = Reporter::new(config.host);
     reporter.raw_terminal = relay.stderr_is_raw();
     Supervisor {
@@ -569,17 +573,11 @@ impl Supervisor {
         true
     }
 
-    /// `--learn`: prints what the run was refused, after everything the script wrote. A host
-    /// killed by SIGKILL that used its whole CPU limit reached the limit (soft = hard: the
-    /// kernel kills at once).
+    /// `--learn`: prints what the run was refused, after everything the script wrote.
     fn print_learned(&mut self, ending: Ending) {
         let Some(learned) = self.learned.as_mut() else { return };
-        if let (Ending::Killed(libc::SIGKILL), Some(limit)) =
-            (ending, self.config.learning.as_ref().and_then(|learning| learning.cpu_seconds))
-        {
-            if sys::reaped_cpu_micros() + 1_000_000 > limit * 1_000_000 {
-                learned.reached(format!("-r cpu={}: the CPU limit ({limit} s) ended the run", limit * 2));
-            }
+        if ending == Ending::Killed(libc::SIGKILL) {
+            learned.killed(sys::reaped_cpu_micros());
         }
         // After the relay has finished, the caller's terminal is back in its own mode.
         self.reporter.raw_terminal = false;
