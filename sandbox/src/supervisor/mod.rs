@@ -247,6 +247,8 @@ enum Emulated {
     Answered,
     /// Refused, with the reason to show (empty: none).
     Refused(String),
+    /// Refused, where an option would grant it (`--learn` has noted the option).
+    Grantable(String),
 }
 
 /// How long to wait before looking again whether the script has read the keys it was given.
@@ -464,6 +466,7 @@ impl Supervisor {
         if kind == NotificationKind::FirstOnly {
             what.push_str(" (only the launcher's first one is allowed)");
         }
+        let mut grantable = false;
         if kind == NotificationKind::Emulated {
             let notified =
                 caller::Notified { listener, id: notification.id, tid: notification.pid, host: self.children.host };
@@ -474,10 +477,15 @@ impl Supervisor {
                     what.push_str(&reason);
                 }
                 Emulated::Refused(_) => {}
+                Emulated::Grantable(reason) => {
+                    grantable = true;
+                    what.push_str(": ");
+                    what.push_str(&reason);
+                }
             }
         }
         let kill = self.config.on_refusal == OnRefusal::Kill;
-        if let Some(learned) = self.learned.as_mut() {
+        if let Some(learned) = self.learned.as_mut().filter(|_| !grantable) {
             learned.refused_call(&what);
         }
         self.name_refusal(&what, kill);
@@ -522,16 +530,12 @@ impl Supervisor {
                 answer(Ok(0))
             }
             network::Outcome::Refused(reason) => Emulated::Refused(reason),
-            network::Outcome::NotGranted(wanted) => match self.learned.as_mut() {
-                Some(learned) => {
+            network::Outcome::NotGranted(wanted) => {
+                if let Some(learned) = self.learned.as_mut() {
                     learned.endpoint(wanted);
-                    let what = format!("connect: {wanted} is not a granted endpoint (--allow-connect)");
-                    self.name_refusal(&what, false);
-                    let _ = refusals::answer(notified.listener, notified.id, false);
-                    Emulated::Answered
                 }
-                None => Emulated::Refused(format!("{wanted} is not a granted endpoint (--allow-connect)")),
-            },
+                Emulated::Grantable(format!("{wanted} is not a granted endpoint (--allow-connect)"))
+            }
             network::Outcome::Unreachable => Emulated::Refused(String::new()),
         }
     }
