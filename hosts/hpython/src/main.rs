@@ -7,7 +7,10 @@
 //! as `python3 SCRIPT` runs it, with `sys.argv = [SCRIPT, *ARGS]`.
 
 use std::ffi::{CStr, CString, OsStr};
+use std::io::Write as _;
+use std::os::fd::IntoRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use h_host::HostProfile;
@@ -117,35 +120,76 @@ const SCRIPT_ERROR: u8 = 2;
 /// Exit status when flushing stdout/stderr fails at the end (as CPython's own `python3`).
 const FLUSH_FAILED: u8 = 120;
 
-/// Runs the script as `__main__`, as `python3 SCRIPT` does (what `runpy.run_path` does for a
-/// plain file, without importing runpy, pkgutil and importlib.util: a third of start-up time):
-/// the source is read with `io.open_code`, compiled with the script's name, and executed in the
-/// real `__main__` module's namespace with `__file__` set. An uncaught exception is printed by
-/// `sys.excepthook` without this driver's frame, then becomes `SystemExit(2)`; `sys.exit(n)`
-/// propagates, and CPython turns it into exit status n.
-const DRIVER: &CStr = cr#"
-def _hpython_main():
-    import sys, io
-    namespace = sys.modules["__main__"].__dict__
-    del namespace["_hpython_main"]
-    path = sys.argv[0]
-    namespace.update(__file__=path, __cached__=None)
-    try:
-        with io.open_code(path) as script:
-            source = script.read()
-        exec(compile(source, path, "exec", dont_inherit=True), namespace)
-    except SystemExit:
-        raise
-    except BaseException as error:
-        trace = error.__traceback__
-        while trace is not None and trace.tb_frame.f_code.co_filename == "<string>":
-            trace = trace.tb_next
-        # The printer reads the exception's own __traceback__, so trim that one.
-        error.__traceback__ = trace
-        sys.excepthook(type(error), error, trace)
-        raise SystemExit(2) from None
-_hpython_main()
-"#;
+/// Runs the script as `__main__`, as `python3 SCRIPT` runs a source file: `__file__` set,
+/// parsed from the file (PEP 263 coding cookies honoured) with the script's name, then executed
+/// in the real `__main__` module's namespace. Never as bytecode, whatever the file holds: a
+/// `.pyc` name or magic number is compiled as source (marshal is not for untrusted data).
+///
+/// Not through the builtin `compile()`: its first call creates the `ast` module's 119 node types
+/// (it checks whether the source is an AST), which cost about 0.8 ms of start-up and
+/// finalisation; the C parser used here builds no Python object until the code object.
+///
+/// Returns whether the script ended without an uncaught exception. An uncaught exception is
+/// printed by `sys.excepthook` (the script's own frames only); `SystemExit` ends the process
+/// inside `PyErr_Print`, after CPython's own finalisation, with its status.
+fn run_script(script: &Path) -> bool {
+    let file = match std::fs::File::open(script) {
+        Ok(file) => file,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "hpython: can't open file {:?}: {error}", script.as_os_str());
+            return false;
+        }
+    };
+    let Ok(name) = CString::new(script.as_os_str().as_bytes()) else {
+        return false; // a path never holds a NUL byte
+    };
+    // SAFETY: the descriptor is owned and open; on success the FILE owns it (closed by the run).
+    let stream = unsafe { libc::fdopen(file.into_raw_fd(), c"rb".as_ptr()) };
+    if stream.is_null() {
+        let _ = writeln!(std::io::stderr(), "hpython: can't read file {:?}", script.as_os_str());
+        return false;
+    }
+    // SAFETY: the interpreter is initialised and this thread holds the GIL. `__main__` exists
+    // after initialisation; AddModule and GetDict return borrowed references. The new objects
+    // are released after being stored. PyRun_FileExFlags takes the live FILE and closes it
+    // (closeit = 1) after parsing; its result is a new reference or null with an exception set.
+    unsafe {
+        let main = ffi::PyImport_AddModule(c"__main__".as_ptr());
+        if main.is_null() {
+            ffi::PyErr_Print();
+            libc::fclose(stream);
+            return false;
+        }
+        let namespace = ffi::PyModule_GetDict(main);
+        let bytes = script.as_os_str().as_bytes();
+        let file_name = ffi::PyUnicode_DecodeFSDefaultAndSize(bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
+        if file_name.is_null()
+            || ffi::PyDict_SetItemString(namespace, c"__file__".as_ptr(), file_name) < 0
+            || ffi::PyDict_SetItemString(namespace, c"__cached__".as_ptr(), ffi::Py_None()) < 0
+        {
+            ffi::Py_XDECREF(file_name);
+            ffi::PyErr_Print();
+            libc::fclose(stream);
+            return false;
+        }
+        ffi::Py_DECREF(file_name);
+        let result = ffi::PyRun_FileExFlags(
+            stream,
+            name.as_ptr(),
+            ffi::Py_file_input,
+            namespace,
+            namespace,
+            1,
+            std::ptr::null_mut(),
+        );
+        if result.is_null() {
+            ffi::PyErr_Print();
+            return false;
+        }
+        ffi::Py_DECREF(result);
+    }
+    true
+}
 
 fn c_string(host_error: &str, bytes: &[u8]) -> Result<CString, String> {
     CString::new(bytes).map_err(|_| format!("{host_error} contains a NUL byte"))
@@ -249,16 +293,13 @@ fn main() -> ExitCode {
         h_host::fail(PROFILE.name, message);
     }
     h_sandbox::timing::mark("interpreter");
-    // SAFETY: the interpreter is initialised and this thread holds the GIL; DRIVER is a valid
-    // C string. SystemExit (the script's or the driver's) ends the process inside this call,
-    // after CPython's own finalisation.
-    let result = unsafe { ffi::PyRun_SimpleString(DRIVER.as_ptr()) };
+    let succeeded = run_script(&started.script);
     h_sandbox::timing::mark("script");
     // SAFETY: initialised above and finalised once; flushes sys.stdout and sys.stderr.
     let finalised = unsafe { ffi::Py_FinalizeEx() };
     h_sandbox::timing::mark("finalised");
     h_sandbox::timing::report();
-    if result != 0 {
+    if !succeeded {
         ExitCode::from(SCRIPT_ERROR)
     } else if finalised < 0 {
         ExitCode::from(FLUSH_FAILED)
