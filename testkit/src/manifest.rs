@@ -22,10 +22,26 @@ pub struct Manifest {
     pub language: String,
     /// One line for package descriptions.
     pub description: String,
+    /// How the host's binary is linked.
+    pub build: Build,
     pub cases: Cases,
+    #[serde(default)]
     pub vm: Vm,
     pub nix: Nix,
     pub bench: Bench,
+}
+
+/// How the host's binary is linked (read by `tools/rustc-static-libc`, cargo's wrapper for the
+/// workspace's crates, and by `cargo xtask vm-test`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// The C library is linked in (`-C target-feature=+crt-static`): the binary starts without
+    /// the dynamic loader, about 0.3 ms sooner on this machine kind (docs/overhead.md), and runs
+    /// in the QEMU guests as it is. False for a host that `dlopen`s (hpython's extension modules
+    /// need the shared C library and the host's exported symbols). A store build
+    /// (`H_STORE_ONLY`, the Nix package) links the C library of the store dynamically either way.
+    pub static_libc: bool,
 }
 
 /// What the case harness needs besides the cases.
@@ -42,12 +58,9 @@ pub struct Cases {
 }
 
 /// What the QEMU guest of `cargo xtask vm-test` needs.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Vm {
-    /// Built with `+crt-static` (false for a host that `dlopen`s extension modules, whose ELF
-    /// closure goes into the guest instead).
-    pub static_build: bool,
     /// Entries of the directories of the host's landlock table left out of the guest (file names,
     /// at any depth): what no case reads and the image would only carry.
     #[serde(default)]

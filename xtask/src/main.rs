@@ -18,7 +18,7 @@ mod vm;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -96,6 +96,25 @@ fn verify_report(root: &Path) -> Result<()> {
 const USAGE: &str = "usage: cargo xtask codegen [--check] | verify | nix-check | run HOST ARGS... | test | \
 bench [--breakdown] [HOST...] | vm-test [KERNEL...] | compat [HOST...] | help";
 
+/// Each host came out of the build linked as its manifest says: without a program interpreter
+/// where `static_libc = true` (`tools/rustc-static-libc` adds the flag at the link), with one
+/// elsewhere. A wrapper that stopped working would otherwise only show in the benchmarks.
+fn check_linking(root: &Path) -> Result<()> {
+    for manifest in h_testkit::manifests(root).map_err(anyhow::Error::msg)? {
+        let binary = root.join("target/release").join(&manifest.name);
+        let interpreter = h_resolve::program_interpreter(&binary).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let wanted = if manifest.build.static_libc { "statically (the C library linked in)" } else { "dynamically" };
+        ensure!(
+            interpreter.is_none() == manifest.build.static_libc,
+            "{}: host.toml says static_libc = {}, but the binary is not linked {wanted}",
+            manifest.name,
+            manifest.build.static_libc
+        );
+        println!("{}: linked {wanted}, as host.toml says", manifest.name);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root = project_root();
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -128,7 +147,8 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))
+            run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))?;
+            check_linking(&root)
         }
         "bench" => {
             ensure_packages(TEST_PACKAGES)?;

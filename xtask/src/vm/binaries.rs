@@ -119,7 +119,7 @@ pub fn require_static(path: &Path) -> Result<()> {
 pub fn build(root: &Path) -> Result<Binaries> {
     let manifests = h_testkit::manifests(root).map_err(anyhow::Error::msg)?;
     let mut arguments = vec!["--target", TRIPLE, "--package", "xtask"];
-    for manifest in manifests.iter().filter(|manifest| manifest.vm.static_build) {
+    for manifest in manifests.iter().filter(|manifest| manifest.build.static_libc) {
         arguments.extend(["--package", manifest.name.as_str()]);
     }
     // The build scripts resolve the interpreters of this machine (what the guest gets), not the
@@ -130,7 +130,7 @@ pub fn build(root: &Path) -> Result<Binaries> {
         unset.iter().for_each(|name| _ = command.env_remove(name));
     })?;
     let mut dynamic_arguments = Vec::new();
-    for manifest in manifests.iter().filter(|manifest| !manifest.vm.static_build) {
+    for manifest in manifests.iter().filter(|manifest| !manifest.build.static_libc) {
         dynamic_arguments.extend(["--package", manifest.name.as_str()]);
     }
     if !dynamic_arguments.is_empty() {
@@ -144,7 +144,7 @@ pub fn build(root: &Path) -> Result<Binaries> {
     for manifest in manifests {
         let package = take(&mut packages, &manifest.name)?;
         let host = built(manifest, package)?;
-        if host.manifest.vm.static_build {
+        if host.manifest.build.static_libc {
             require_static(&host.binary)?;
         }
         hosts.push(host);

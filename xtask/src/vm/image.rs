@@ -83,7 +83,7 @@ fn add_host(cpio: &mut Cpio, root: &Path, host: &Built) -> Result<GuestHost> {
     let binary = PathBuf::from("/bin").join(name);
     cpio.file(&name_of(&binary), 0o755, &std::fs::read(&host.binary)?)?;
     let mut programs = Vec::new();
-    if !host.manifest.vm.static_build {
+    if !host.manifest.build.static_libc {
         programs.push(host.binary.clone());
     }
     for file in &host.table {
