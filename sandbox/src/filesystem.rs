@@ -5,6 +5,7 @@
 //! [`LandlockFeatures`] and shown by `--print-policy`. No landlock at all is an error unless the
 //! user asked for a degraded run.
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::PathBuf;
 
 use landlock::{
@@ -153,9 +154,58 @@ pub enum LandlockError {
     NotEnforced,
 }
 
-pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<LandlockOutcome, LandlockError> {
+/// A rule's path, opened once (`O_PATH`) before anything is restricted: both landlock domains of
+/// a run are built from the same descriptor, and the supervisor's grants from the kernel's name
+/// for it, so the three agree on what the path led to, and no path is walked twice.
+pub(crate) struct OpenedRule {
+    /// The path as the rule names it (for errors).
+    path: PathBuf,
+    descriptor: PathFd,
+    pub(crate) is_directory: bool,
+    pub(crate) access: FsAccess,
+}
+
+impl OpenedRule {
+    /// Where the opened object lies, as the kernel names it (`/proc/self/fd/N`); the rule's own
+    /// path made canonical where /proc cannot say.
+    pub(crate) fn kernel_path(&self) -> Option<PathBuf> {
+        let link = format!("/proc/self/fd/{}", self.descriptor.as_fd().as_raw_fd());
+        std::fs::read_link(link).or_else(|_| std::fs::canonicalize(&self.path)).ok()
+    }
+}
+
+/// Opens every rule's path (`O_PATH | O_CLOEXEC`). A path that cannot be opened is an error: the
+/// rule could not be enforced.
+pub(crate) fn open_rules(rules: &[FsRule]) -> Result<Vec<OpenedRule>, LandlockError> {
+    rules
+        .iter()
+        .map(|rule| {
+            let descriptor =
+                PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
+            let is_directory = is_directory(&descriptor);
+            Ok(OpenedRule { path: rule.path.clone(), descriptor, is_directory, access: rule.access })
+        })
+        .collect()
+}
+
+fn is_directory(descriptor: &PathFd) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut status: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open for the call (an O_PATH descriptor may be fstat'ed); fstat
+    // writes one `stat` that we own.
+    let result = unsafe { libc::fstat(descriptor.as_fd().as_raw_fd(), &mut status) };
+    result == 0 && status.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// The host's landlock ruleset, created and filled but not yet enforced: built before the fork
+/// from the opened rules, so that the host, after its rlimits (a low `nofile` included) and
+/// capabilities, only has to enter it ([`enter`]). `None`: the kernel has no landlock and the
+/// user accepted running without it.
+pub(crate) struct HostRuleset(Option<(RulesetCreated, u32)>);
+
+pub(crate) fn host_ruleset(rules: &[OpenedRule], allow_degraded: bool) -> Result<HostRuleset, LandlockError> {
     let Some(abi) = landlock_abi() else {
-        return if allow_degraded { Ok(LandlockOutcome::Degraded) } else { Err(LandlockError::Unavailable) };
+        return if allow_degraded { Ok(HostRuleset(None)) } else { Err(LandlockError::Unavailable) };
     };
     let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -164,7 +214,14 @@ pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<Landloc
         .and_then(|ruleset| ruleset.scope(Scope::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.create())
         .map_err(LandlockError::Ruleset)?;
-    let ruleset = add_rules(ruleset, rules.iter())?;
+    Ok(HostRuleset(Some((add_rules(ruleset, rules)?, abi))))
+}
+
+/// Restricts the calling process with the host's ruleset (nested in the run's domain).
+pub(crate) fn enter(ruleset: HostRuleset) -> Result<LandlockOutcome, LandlockError> {
+    let Some((ruleset, abi)) = ruleset.0 else {
+        return Ok(LandlockOutcome::Degraded);
+    };
     let status = ruleset.restrict_self().map_err(LandlockError::Restrict)?;
     match status.ruleset {
         RulesetStatus::FullyEnforced | RulesetStatus::PartiallyEnforced => {
@@ -174,17 +231,11 @@ pub(crate) fn restrict(rules: &[FsRule], allow_degraded: bool) -> Result<Landloc
     }
 }
 
-/// Adds one rule per `rules` to a created ruleset.
-fn add_rules<'a>(
-    mut ruleset: RulesetCreated,
-    rules: impl Iterator<Item = &'a FsRule>,
-) -> Result<RulesetCreated, LandlockError> {
+/// Adds one rule per opened path to a created ruleset.
+fn add_rules(mut ruleset: RulesetCreated, rules: &[OpenedRule]) -> Result<RulesetCreated, LandlockError> {
     for rule in rules {
-        let is_directory = rule.path.is_dir();
-        let descriptor =
-            PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
         ruleset = ruleset
-            .add_rule(PathBeneath::new(descriptor, rule.access.rights(is_directory)))
+            .add_rule(PathBeneath::new(&rule.descriptor, rule.access.rights(rule.is_directory)))
             .map_err(|source| LandlockError::Rule { path: rule.path.clone(), source })?;
     }
     Ok(ruleset)
@@ -203,23 +254,26 @@ fn add_rules<'a>(
 /// are the host's. Skipped on a kernel without landlock (the host then decides as its policy
 /// says). Returns whether the domain was entered.
 pub(crate) fn restrict_run(
-    rules: &[FsRule],
+    rules: &[OpenedRule],
     watch_proc: bool,
     endpoints: &[std::net::SocketAddr],
 ) -> Result<bool, LandlockError> {
-    if landlock_abi().is_none() {
+    let Some(abi) = landlock_abi() else {
         return Ok(false);
-    }
+    };
     let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(HANDLED_ABI))
         .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
         .and_then(|ruleset| ruleset.create())
         .map_err(LandlockError::Restrict)?;
-    let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };
-    let mut ruleset = add_rules(ruleset, rules.iter().chain(watch_proc.then_some(&proc_rule)))?;
+    let mut ruleset = add_rules(ruleset, rules)?;
+    if watch_proc {
+        let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };
+        ruleset = add_rules(ruleset, &open_rules(std::slice::from_ref(&proc_rule))?)?;
+    }
     // Below ABI 4 landlock has no TCP rules (and handles no TCP access to grant).
-    let tcp_rules = landlock_abi().is_some_and(|abi| abi >= 4);
+    let tcp_rules = abi >= 4;
     let mut ports: Vec<u16> = endpoints.iter().filter(|_| tcp_rules).map(std::net::SocketAddr::port).collect();
     ports.sort_unstable();
     ports.dedup();

@@ -172,14 +172,19 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         (Resource::Fsize, Limit::Value(bytes)) => Some(bytes),
         _ => None,
     });
-    // Resolved before the run's domain is entered, as the host's grants are.
-    let grants = supervisor::Grants::new(&fs_rules);
+    // Every rule's path opened once, before anything is restricted: the supervisor's grants
+    // (where each path leads), the host's ruleset (filled now, entered after the fork) and the
+    // run's domain are made from the same descriptors, which are closed before the fork.
+    let opened = filesystem::open_rules(&fs_rules)?;
+    let grants = supervisor::Grants::new(&opened);
+    let host_ruleset = filesystem::host_ruleset(&opened, policy.allow_degraded)?;
     // The supervisor's domain, which the host's nests in (so the supervisor can inspect it);
     // landlock needs no_new_privs of an unprivileged caller, and nothing here execs before it.
     // /proc: the run's CPU and memory (the budgets), and run by root the callers' credentials.
     privileges::set_no_new_privs()?;
     let in_run_domain =
-        filesystem::restrict_run(&fs_rules, policy.run_budget.is_some() || tasks.own_uid.is_some(), &policy.connect)?;
+        filesystem::restrict_run(&opened, policy.run_budget.is_some() || tasks.own_uid.is_some(), &policy.connect)?;
+    drop(opened);
     let config = supervisor::Config {
         host: policy.host,
         program: policy.seccomp,
@@ -196,14 +201,14 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         in_run_domain,
     };
     timing::mark("run domain");
-    let handoff = supervisor::split(config, stdio, policy.learn.clone())?;
+    let (handoff, host_ruleset) = supervisor::split(config, stdio, policy.learn.clone(), host_ruleset)?;
     timing::mark("fork");
     limits::apply(&rlimits)?;
     timing::mark("rlimits");
     let capabilities = capabilities::drop_all(tasks.own_uid)?;
     timing::mark("capabilities");
     privileges::set_no_new_privs()?;
-    let landlock = filesystem::restrict(&fs_rules, policy.allow_degraded)?;
+    let landlock = filesystem::enter(host_ruleset)?;
     timing::mark("landlock");
     let observed;
     let instructions = match &policy.learn {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::filesystem::{FsAccess, FsRule};
+use crate::filesystem::{FsAccess, OpenedRule};
 
 /// One grant of the host, resolved.
 struct Grant {
@@ -34,14 +34,14 @@ pub(crate) struct Grants {
 }
 
 impl Grants {
-    /// The grants of `rules`, resolved now (a grant that does not resolve admits nothing).
-    pub(crate) fn new(rules: &[FsRule]) -> Grants {
+    /// The grants of `rules`, each where the kernel says its opened path leads (a grant whose
+    /// place cannot be named admits nothing).
+    pub(crate) fn new(rules: &[OpenedRule]) -> Grants {
         let grants = rules
             .iter()
             .filter_map(|rule| {
-                let root = std::fs::canonicalize(&rule.path).ok()?;
-                let is_directory = root.is_dir();
-                Some(Grant { root, is_directory, access: rule.access })
+                let root = rule.kernel_path()?;
+                Some(Grant { root, is_directory: rule.is_directory, access: rule.access })
             })
             .collect();
         // SAFETY: geteuid and getegid have no preconditions.
@@ -94,17 +94,17 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filesystem::open_rules;
+    use crate::FsRule;
 
     #[test]
     fn grants_admit_what_lies_beneath_them_only() {
         let dir = std::env::temp_dir().join(format!("h-grants-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("inner")).unwrap();
         let rule = |path: &Path, access| FsRule { path: path.to_path_buf(), access, why: String::new() };
-        let grants = Grants::new(&[
-            rule(&dir.join("inner"), FsAccess::ReadWrite),
-            rule(&dir, FsAccess::Read),
-            rule(Path::new("/no/such/h/grant"), FsAccess::ReadWrite),
-        ]);
+        let opened = open_rules(&[rule(&dir.join("inner"), FsAccess::ReadWrite), rule(&dir, FsAccess::Read)]).unwrap();
+        let grants = Grants::new(&opened);
+        assert!(open_rules(&[rule(Path::new("/no/such/h/grant"), FsAccess::ReadWrite)]).is_err(), "a missing grant");
         let inner = std::fs::canonicalize(dir.join("inner")).unwrap();
         let outer = std::fs::canonicalize(&dir).unwrap();
         assert!(!grants.admit_change(&inner), "the granted directory itself");
@@ -126,11 +126,14 @@ mod tests {
         std::fs::write(dir.join("data"), "x").unwrap();
         std::fs::write(dir.join("tool"), "x").unwrap();
         let rule = |path: PathBuf, access| FsRule { path, access, why: String::new() };
-        let grants = Grants::new(&[
-            rule(dir.join("out"), FsAccess::ReadWrite),
-            rule(dir.join("data"), FsAccess::Read),
-            rule(dir.join("tool"), FsAccess::ReadExecute),
-        ]);
+        let grants = Grants::new(
+            &open_rules(&[
+                rule(dir.join("out"), FsAccess::ReadWrite),
+                rule(dir.join("data"), FsAccess::Read),
+                rule(dir.join("tool"), FsAccess::ReadExecute),
+            ])
+            .unwrap(),
+        );
         let dir = std::fs::canonicalize(&dir).unwrap();
         assert!(grants.admit_read(&dir.join("data")) && !grants.admit_write(&dir.join("data")));
         assert!(grants.admit_read(&dir.join("out/a")) && grants.admit_write(&dir.join("out/a")));

@@ -122,15 +122,17 @@ impl Handoff {
     }
 }
 
-/// Forks. Returns in the child (the future host), with private stdio installed and its side of
-/// the handoff; the parent becomes the supervisor and never returns. `learning`: `--learn`
-/// (the calls of [`learning::OBSERVED`] come first to the supervisor, which answers them as the
-/// program would, and reports at the end).
-pub(crate) fn split(
+/// Forks. Returns in the child (the future host), with private stdio installed, its side of
+/// the handoff and `host_only` (what the host alone keeps: dropped in the supervisor, so that
+/// its descriptors close there); the parent becomes the supervisor and never returns.
+/// `learning`: `--learn` (the calls of [`learning::OBSERVED`] come first to the supervisor,
+/// which answers them as the program would, and reports at the end).
+pub(crate) fn split<HostOnly>(
     config: Config,
     plan: stdio::Plan,
     learning: Option<crate::Learning>,
-) -> Result<Handoff, SupervisorError> {
+    host_only: HostOnly,
+) -> Result<(Handoff, HostOnly), SupervisorError> {
     let (host_end, supervisor_end) = handoff::pair().map_err(SupervisorError::Pipe)?;
     // Before the fork, so that no orphan of the sandbox can ever miss it.
     children::become_subreaper().map_err(SupervisorError::Subreaper)?;
@@ -157,9 +159,9 @@ pub(crate) fn split(
         }
         host.install().map_err(SupervisorError::HostStdio)?;
         let end = handoff::settle(host_end).map_err(SupervisorError::Pipe)?;
-        return Ok(Handoff { end });
+        return Ok((Handoff { end }, host_only));
     }
-    drop((host_end, host));
+    drop((host_end, host, host_only));
     // The supervisor never preempts the host when it wakes (SCHED_BATCH): the handoff and the
     // relay run beside the host or after it, not in its place. Best effort: nothing depends on it.
     // SAFETY: sched_setscheduler reads one sched_param that lives for the call.
