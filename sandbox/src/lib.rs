@@ -172,9 +172,9 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
         (Resource::Fsize, Limit::Value(bytes)) => Some(bytes),
         _ => None,
     });
-    // Every rule's path opened once, before anything is restricted: the supervisor's grants
-    // (where each path leads), the host's ruleset (filled now, entered after the fork) and the
-    // run's domain are made from the same descriptors, which are closed before the fork.
+    // Every rule's path opened once, before anything is restricted: the host's ruleset (filled
+    // now, entered after the fork) and the run's domain are made from the same descriptors,
+    // which are closed before the fork.
     let opened = filesystem::open_rules(&fs_rules)?;
     let grants = supervisor::Grants::new(&opened);
     let host_ruleset = filesystem::host_ruleset(&opened, policy.allow_degraded)?;

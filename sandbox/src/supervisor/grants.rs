@@ -34,13 +34,12 @@ pub(crate) struct Grants {
 }
 
 impl Grants {
-    /// The grants of `rules`, each where the kernel says its opened path leads (a grant whose
-    /// place cannot be named admits nothing).
+    /// The grants of `rules`, resolved now (a grant whose path does not resolve admits nothing).
     pub(crate) fn new(rules: &[OpenedRule]) -> Grants {
         let grants = rules
             .iter()
             .filter_map(|rule| {
-                let root = rule.kernel_path()?;
+                let root = rule.canonical_path()?;
                 Some(Grant { root, is_directory: rule.is_directory, access: rule.access })
             })
             .collect();
