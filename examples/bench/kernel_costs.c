@@ -1,0 +1,147 @@
+/*
+ * What the kernel layers cost on their own, without h: docs/overhead.md ("Per call").
+ *
+ *   gcc -O2 -o /tmp/kernel_costs examples/bench/kernel_costs.c
+ *   /tmp/kernel_costs open FILE LAYERS N    # ns per openat+fstat+read+close of FILE
+ *   /tmp/kernel_costs install LENGTH N      # us per seccomp install of a LENGTH-instruction program
+ *
+ * LAYERS is applied in order before the loop, each letter one layer: '-' nothing, 'a' a seccomp
+ * filter that allows every call whatever its arguments (the kernel caches its verdict), 'c' a
+ * filter that reads openat's flags (run on every openat), 'r' a landlock domain with one rule
+ * at /, 'd' a landlock domain with one rule at FILE's directory. Each process measures itself
+ * once; run it several times.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/filter.h>
+#include <linux/landlock.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void fail(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static double now_ns(void) {
+    struct timespec at;
+    clock_gettime(CLOCK_MONOTONIC, &at);
+    return at.tv_sec * 1e9 + at.tv_nsec;
+}
+
+static void landlock_layer(const char *beneath) {
+    struct landlock_ruleset_attr handled = { .handled_access_fs = (1ULL << 13) - 1 };
+    int ruleset = syscall(SYS_landlock_create_ruleset, &handled, sizeof handled, 0);
+    if (ruleset < 0)
+        fail("landlock_create_ruleset");
+    struct landlock_path_beneath_attr rule = { .allowed_access = (1ULL << 13) - 1 };
+    rule.parent_fd = open(beneath, O_PATH | O_CLOEXEC);
+    if (rule.parent_fd < 0 || syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0))
+        fail("landlock_add_rule");
+    if (syscall(SYS_landlock_restrict_self, ruleset, 0))
+        fail("landlock_restrict_self");
+    close(rule.parent_fd);
+    close(ruleset);
+}
+
+static void seccomp_layer(struct sock_filter *program, unsigned short length) {
+    struct sock_fprog filter = { length, program };
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter))
+        fail("seccomp");
+}
+
+static void open_loop(const char *file, const char *layers, int count) {
+    char directory[4096];
+    snprintf(directory, sizeof directory, "%s", file);
+    dirname(directory);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+        fail("no_new_privs");
+    struct sock_filter allow_all[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+    /* openat's flags (the low half of argument 2) are read, so no verdict can be cached. */
+    struct sock_filter check_openat[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat, 0, 2),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, O_PATH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 1),
+    };
+    for (const char *layer = layers; *layer; layer++) {
+        switch (*layer) {
+        case '-': break;
+        case 'a': seccomp_layer(allow_all, 1); break;
+        case 'c': seccomp_layer(check_openat, 6); break;
+        case 'r': landlock_layer("/"); break;
+        case 'd': landlock_layer(directory); break;
+        default: fprintf(stderr, "unknown layer %c\n", *layer); exit(1);
+        }
+    }
+    char buffer[4096];
+    struct stat status;
+    double start = now_ns();
+    for (int i = 0; i < count; i++) {
+        int fd = openat(AT_FDCWD, file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            fail(file);
+        fstat(fd, &status);
+        while (read(fd, buffer, sizeof buffer) > 0) {
+        }
+        close(fd);
+    }
+    printf("open %-6s %8.1f ns per openat+fstat+read+close\n", layers, (now_ns() - start) / count);
+}
+
+/* LENGTH instructions that every evaluation runs through (jumps that never branch), then allow:
+ * the kernel evaluates the program once per syscall number at install to find the verdicts it
+ * can cache, so the cost grows with the path an evaluation takes. */
+static void install_loop(int length, int count) {
+    struct sock_filter *program = calloc(length, sizeof *program);
+    program[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (int i = 1; i < length - 1; i++)
+        program[i] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 100000 + i, 0, 0);
+    program[length - 1] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    int pipe_ends[2];
+    if (pipe(pipe_ends))
+        fail("pipe");
+    double total = 0;
+    for (int run = 0; run < count; run++) {
+        pid_t child = fork();
+        if (child == 0) {
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            double start = now_ns();
+            seccomp_layer(program, length);
+            double spent = now_ns() - start;
+            if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
+                _exit(1);
+            _exit(0);
+        }
+        double spent = 0;
+        if (read(pipe_ends[0], &spent, sizeof spent) != sizeof spent)
+            fail("read");
+        waitpid(child, NULL, 0);
+        total += spent;
+    }
+    printf("install %4d instructions %8.1f us\n", length, total / count / 1000);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "open") == 0)
+        open_loop(argv[2], argv[3], atoi(argv[4]));
+    else if (argc == 4 && strcmp(argv[1], "install") == 0 && atoi(argv[2]) >= 2 && atoi(argv[2]) <= 4096)
+        install_loop(atoi(argv[2]), atoi(argv[3]));
+    else {
+        fprintf(stderr, "usage: kernel_costs open FILE LAYERS N | install LENGTH N\n");
+        return 1;
+    }
+    return 0;
+}
