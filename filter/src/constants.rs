@@ -112,6 +112,13 @@ const CONSTANTS: &[(&str, u64, u64)] = &[
     ("SIGRTMAX", 64, 64),
     // *at() directory descriptor and flags
     ("AT_FDCWD", (-100i64) as u64, (-100i64) as u64),
+    // pwritev2's offset -1, "the current position", as glibc passes it on 64-bit architectures:
+    // the low half is the long -1, the high half 0 (glibc shifts the value out by half a word
+    // twice; the kernel ignores the high half there)
+    ("POSITION_CURRENT", u64::MAX, u64::MAX),
+    ("POSITION_CURRENT_HIGH", 0, 0),
+    // preadv2/pwritev2 flags (include/uapi/linux/fs.h)
+    ("RWF_NOWAIT", 0x8, 0x8),
     ("AT_EMPTY_PATH", 0x1000, 0x1000),
     ("AT_SYMLINK_NOFOLLOW", 0x100, 0x100),
     ("AT_NO_AUTOMOUNT", 0x800, 0x800),

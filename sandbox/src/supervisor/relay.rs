@@ -1,6 +1,7 @@
 //! Pumps: each moves bytes one way between a descriptor of the caller and one of the sandbox.
 //! `splice` where one side is a pipe and the other allows it (no copy through the supervisor),
-//! `read`/`write` otherwise (terminals). The supervisor's own ends are non-blocking; the
+//! `read`/`write` otherwise (terminals), and into a caller's pipe `read` and a write that cannot
+//! block where the kernel has one (see `Pump::merging`: a splice would fragment the caller's pipe). The supervisor's own ends are non-blocking; the
 //! caller's descriptors keep their flags (they are shared with the caller), so a pump only
 //! touches one after `poll` says it is ready.
 
@@ -48,6 +49,31 @@ enum Waiting {
     Sink,
 }
 
+/// Writes `bytes` to `fd`.
+fn write(fd: RawFd, bytes: &[u8]) -> isize {
+    // SAFETY: the bytes are valid for their length.
+    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }
+}
+
+/// Writes `bytes` to the pipe `fd` at its current position, failing with EAGAIN rather than
+/// waiting when the pipe is full, whether or not the descriptor is nonblocking.
+fn write_nowait(fd: RawFd, bytes: &[u8]) -> isize {
+    let piece = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+    // SAFETY: one iovec over bytes valid for its length, which the kernel only reads; offset -1
+    // is the current position.
+    unsafe { libc::pwritev2(fd, &piece, 1, -1, libc::RWF_NOWAIT) }
+}
+
+/// Whether this kernel's pipes take `RWF_NOWAIT` on a write (older kernels answer EOPNOTSUPP,
+/// and the relay then splices every piece, as before): asked once, of a pipe of our own, before
+/// the supervisor's filter.
+pub(crate) fn pipes_take_nowait() -> bool {
+    let Ok((read_end, write_end)) = sys::pipe() else { return false };
+    let written = write_nowait(write_end.as_raw_fd(), b"?");
+    drop((read_end, write_end));
+    written == 1
+}
+
 /// What one attempt to move bytes achieved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Step {
@@ -78,6 +104,15 @@ pub(crate) struct Pump {
     /// Transfers per wake-up: several only where no call can block (the caller's end is a pipe
     /// or a regular file); one where it could (a terminal, a socket), after `poll` said ready.
     rounds: usize,
+    /// Outbound into a caller's pipe on a kernel whose pipes take `RWF_NOWAIT`: the relay copies
+    /// (read, then a write that cannot block, although the caller's own description of the pipe
+    /// may block and is not the supervisor's to change) instead of splicing. A splice moves the
+    /// private pipe's buffers as they are, so a piece of a few bytes took a whole slot of the
+    /// caller's pipe (16 by default): a script that wrote and flushed small pieces as fast as
+    /// the relay moved them filled the caller's pipe with a few hundred bytes, and its reader then
+    /// woke for every few bytes (one run in 20 to 40 of 200k 2-byte writes took 0.2 to 0.8 s
+    /// instead of 0.1; docs/overhead.md). A write joins the bytes to the pipe's last page.
+    merging: bool,
 }
 
 impl Pump {
@@ -102,7 +137,16 @@ impl Pump {
             gate: None,
             problem: None,
             rounds: if nonblocking_caller && splice { 16 } else { 1 },
+            merging: false,
         }
+    }
+
+    /// Copies into the caller's pipe rather than splicing (the sink must be a pipe, and the
+    /// kernel's pipes must take `RWF_NOWAIT`: [`pipes_take_nowait`]).
+    pub(crate) fn merging(mut self) -> Pump {
+        self.method = Method::Copy;
+        self.merging = true;
+        self
     }
 
     pub(crate) fn gated_by(mut self, gate: RawFd) -> Pump {
@@ -203,9 +247,11 @@ impl Pump {
             };
         }
         if self.pending.is_empty() {
-            let mut buffer = vec![0u8; self.chunk];
+            // The buffer is kept from one transfer to the next (its capacity, not its bytes).
+            self.pending.resize(self.chunk, 0);
             // SAFETY: the buffer is writable for its length.
-            let read = unsafe { libc::read(source, buffer.as_mut_ptr().cast(), buffer.len()) };
+            let read = unsafe { libc::read(source, self.pending.as_mut_ptr().cast(), self.pending.len()) };
+            self.pending.truncate(usize::try_from(read).unwrap_or(0));
             if read == 0 {
                 return self.finish();
             }
@@ -220,11 +266,8 @@ impl Pump {
                     _ => self.finish(),
                 };
             }
-            buffer.truncate(read as usize);
-            self.pending = buffer;
         }
-        // SAFETY: the pending bytes are valid for their length.
-        let written = unsafe { libc::write(sink, self.pending.as_ptr().cast(), self.pending.len()) };
+        let written = if self.merging { write_nowait(sink, &self.pending) } else { write(sink, &self.pending) };
         if written < 0 {
             return match sys::last_error().raw_os_error() {
                 Some(libc::EINTR) => Step::Moved,

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use super::relay::{Direction, End, Pump};
+use super::relay::{self, Direction, End, Pump};
 use super::sys;
 use super::terminal::{self, RawMode};
 
@@ -173,6 +173,8 @@ impl Plan {
             });
         }
 
+        // Whether the kernel's pipes take RWF_NOWAIT, asked once, where a caller's pipe needs it.
+        let mut nowait = None;
         for fd in 0..3usize {
             match kinds[fd] {
                 Caller::Closed => {}
@@ -211,14 +213,20 @@ impl Plan {
                     } else {
                         sys::set_nonblocking(&read_end)?;
                         host.fds.push(write_end);
-                        pumps.push(Pump::new(
+                        let pump = Pump::new(
                             End::Own(read_end),
                             End::Caller(fd as RawFd),
                             Direction::Outbound,
                             true,
                             usize::MAX,
                             nonblocking,
-                        ));
+                        );
+                        let is_pipe = nonblocking && !regular;
+                        pumps.push(if is_pipe && *nowait.get_or_insert_with(relay::pipes_take_nowait) {
+                            pump.merging()
+                        } else {
+                            pump
+                        });
                     }
                     host.map[fd] = Some(host.fds.len() - 1);
                 }
