@@ -30,7 +30,7 @@ pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
 pub use supervisor::learning::OBSERVED;
 pub use supervisor::network::unmapped;
-pub use supervisor::{OnRefusal, RunBudget, SupervisorError, HANDOFF_FD};
+pub use supervisor::{supervisor_program, OnRefusal, RunBudget, SupervisorError, HANDOFF_FD};
 pub use syscall_filter::SeccompError;
 pub use tasks::{TaskPlan, TasksError, OWN_UID_BASE};
 pub use threads::ThreadsError;

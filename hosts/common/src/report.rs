@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use h_sandbox::{LandlockFeature, LandlockFeatures, Limit, OnRefusal, Policy, Resource, RuleAction, RLIMIT_RESOURCES};
+use h_sandbox::{
+    LandlockFeature, LandlockFeatures, Limit, OnRefusal, Policy, Resource, RuleAction, SeccompProgram, RLIMIT_RESOURCES,
+};
 
 use crate::json::Json;
 use crate::{HostProfile, Options, Started};
@@ -47,6 +49,53 @@ pub struct SeccompReport {
     pub observed: Vec<&'static str>,
     /// (action, syscall, conditions, why)
     pub rules: Vec<(String, &'static str, Vec<&'static str>, &'static str)>,
+    /// The supervisor's own filter (every call it does not allow ends the supervisor): its
+    /// instruction count and rules, as above.
+    pub supervisor_instructions: usize,
+    pub supervisor_rules: Vec<(String, &'static str, Vec<&'static str>, &'static str)>,
+}
+
+/// A program's rules as the report shows them: (action, syscall, conditions, why).
+fn described_rules(program: &SeccompProgram) -> Vec<(String, &'static str, Vec<&'static str>, &'static str)> {
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let action = match rule.action {
+                RuleAction::Allow => "allow".to_string(),
+                RuleAction::Errno(errno) => format!("errno {errno}"),
+                RuleAction::FirstOnly => "allow once".to_string(),
+                RuleAction::Emulate => "emulate".to_string(),
+            };
+            (action, rule.syscall, rule.conditions.to_vec(), rule.why)
+        })
+        .collect()
+}
+
+/// Rules as JSON objects.
+fn rules_json(rules: &[(String, &'static str, Vec<&'static str>, &'static str)]) -> Json {
+    Json::Array(
+        rules
+            .iter()
+            .map(|(action, syscall, conditions, why)| {
+                Json::object([
+                    ("action", Json::string(action)),
+                    ("syscall", Json::string(*syscall)),
+                    ("conditions", Json::Array(conditions.iter().map(|c| Json::string(*c)).collect())),
+                    ("why", Json::string(*why)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// Rules as text lines, each with its why.
+fn rules_text(out: &mut String, rules: &[(String, &'static str, Vec<&'static str>, &'static str)]) {
+    for (action, syscall, conditions, why) in rules {
+        let condition = if conditions.is_empty() { String::new() } else { format!(" if {}", conditions.join(" and ")) };
+        let _ = writeln!(out, "  {action} {syscall}{condition}");
+        let _ = writeln!(out, "      # {why}");
+    }
 }
 
 impl PolicyReport {
@@ -71,19 +120,9 @@ impl PolicyReport {
             },
             kill_on_deny: policy.on_refusal == OnRefusal::Kill,
             observed: if policy.learn.is_some() { h_sandbox::OBSERVED.to_vec() } else { Vec::new() },
-            rules: program
-                .rules
-                .iter()
-                .map(|rule| {
-                    let action = match rule.action {
-                        RuleAction::Allow => "allow".to_string(),
-                        RuleAction::Errno(errno) => format!("errno {errno}"),
-                        RuleAction::FirstOnly => "allow once".to_string(),
-                        RuleAction::Emulate => "emulate".to_string(),
-                    };
-                    (action, rule.syscall, rule.conditions.to_vec(), rule.why)
-                })
-                .collect(),
+            rules: described_rules(program),
+            supervisor_instructions: h_sandbox::supervisor_program().instructions.len(),
+            supervisor_rules: described_rules(h_sandbox::supervisor_program()),
         };
         let rlimits = RLIMIT_RESOURCES
             .into_iter()
@@ -206,26 +245,15 @@ impl PolicyReport {
                     ("instructions", Json::Number(seccomp.instructions as u64)),
                     ("refused", Json::string(if seccomp.kill_on_deny { "kill" } else { "EPERM" })),
                     ("observed", Json::Array(seccomp.observed.iter().map(|name| Json::string(*name)).collect())),
-                    (
-                        "rules",
-                        Json::Array(
-                            seccomp
-                                .rules
-                                .iter()
-                                .map(|(action, syscall, conditions, why)| {
-                                    Json::object([
-                                        ("action", Json::string(action)),
-                                        ("syscall", Json::string(*syscall)),
-                                        (
-                                            "conditions",
-                                            Json::Array(conditions.iter().map(|c| Json::string(*c)).collect()),
-                                        ),
-                                        ("why", Json::string(*why)),
-                                    ])
-                                })
-                                .collect(),
-                        ),
-                    ),
+                    ("rules", rules_json(&seccomp.rules)),
+                ]),
+            ),
+            (
+                "supervisor_seccomp",
+                Json::object([
+                    ("instructions", Json::Number(seccomp.supervisor_instructions as u64)),
+                    ("refused", Json::string("kill")),
+                    ("rules", rules_json(&seccomp.supervisor_rules)),
                 ]),
             ),
             (
@@ -346,12 +374,7 @@ impl PolicyReport {
         let _ =
             writeln!(out, "\nseccomp ({}, {} instructions; default: {refusal};", seccomp.arch, seccomp.instructions);
         let _ = writeln!(out, "  other architectures and x32 calls denied; argument checks compare all 64 bits):");
-        for (action, syscall, conditions, why) in &seccomp.rules {
-            let condition =
-                if conditions.is_empty() { String::new() } else { format!(" if {}", conditions.join(" and ")) };
-            let _ = writeln!(out, "  {action} {syscall}{condition}");
-            let _ = writeln!(out, "      # {why}");
-        }
+        rules_text(out, &seccomp.rules);
         if !seccomp.observed.is_empty() {
             let _ = writeln!(
                 out,
@@ -359,6 +382,13 @@ impl PolicyReport {
                 seccomp.observed.join(", ")
             );
         }
+        let _ = writeln!(
+            out,
+            "\nthe supervisor's own seccomp ({}, {} instructions; installed before the script can run; any",
+            seccomp.arch, seccomp.supervisor_instructions
+        );
+        let _ = writeln!(out, "  other call, another architecture or x32 ends the supervisor, and the run with it):");
+        rules_text(out, &seccomp.supervisor_rules);
     }
 
     fn text_rest(&self, out: &mut String) {

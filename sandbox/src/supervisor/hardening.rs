@@ -12,6 +12,11 @@ use crate::syscall_filter::{self, Listener};
 #[rustfmt::skip]
 mod supervisor_filter;
 
+/// The supervisor's own filter, for `--print-policy`.
+pub(crate) fn program() -> &'static crate::SeccompProgram {
+    &supervisor_filter::PROGRAM
+}
+
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64, name: &str) -> Result<(), String> {
     let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
     // SAFETY: setrlimit reads one struct that lives for the call.

@@ -107,6 +107,12 @@ impl Config {
 
 pub use handoff::HANDOFF_FD;
 
+/// The filter the supervisor installs on itself once it holds the listener (every call it does
+/// not allow ends it), for `--print-policy`.
+pub fn supervisor_program() -> &'static SeccompProgram {
+    hardening::program()
+}
+
 /// The host's side of the listener handoff.
 pub(crate) struct Handoff {
     end: OwnedFd,
