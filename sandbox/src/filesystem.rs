@@ -206,13 +206,7 @@ pub(crate) fn host_ruleset(rules: &[OpenedRule], allow_degraded: bool) -> Result
     let Some(abi) = landlock_abi() else {
         return if allow_degraded { Ok(HostRuleset(None)) } else { Err(LandlockError::Unavailable) };
     };
-    let ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(HANDLED_ABI))
-        .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
-        .and_then(|ruleset| ruleset.scope(Scope::from_all(HANDLED_ABI)))
-        .and_then(|ruleset| ruleset.create())
-        .map_err(LandlockError::Ruleset)?;
+    let ruleset = new_ruleset(true).map_err(LandlockError::Ruleset)?;
     Ok(HostRuleset(Some((add_rules(ruleset, rules)?, abi))))
 }
 
@@ -227,6 +221,20 @@ pub(crate) fn enter(ruleset: HostRuleset) -> Result<LandlockOutcome, LandlockErr
             Ok(LandlockOutcome::Enforced(LandlockFeatures { abi }))
         }
         RulesetStatus::NotEnforced => Err(LandlockError::NotEnforced),
+    }
+}
+
+/// A ruleset handling every filesystem and TCP right this crate knows (best effort: the kernel
+/// enforces the ones it has), and with `scoped` the IPC scopes too.
+fn new_ruleset(scoped: bool) -> Result<RulesetCreated, landlock::RulesetError> {
+    let ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(HANDLED_ABI))?
+        .handle_access(AccessNet::from_all(HANDLED_ABI))?;
+    if scoped {
+        ruleset.scope(Scope::from_all(HANDLED_ABI))?.create()
+    } else {
+        ruleset.create()
     }
 }
 
@@ -260,12 +268,7 @@ pub(crate) fn restrict_run(
     let Some(abi) = landlock_abi() else {
         return Ok(false);
     };
-    let ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(HANDLED_ABI))
-        .and_then(|ruleset| ruleset.handle_access(AccessNet::from_all(HANDLED_ABI)))
-        .and_then(|ruleset| ruleset.create())
-        .map_err(LandlockError::Restrict)?;
+    let ruleset = new_ruleset(false).map_err(LandlockError::Restrict)?;
     let mut ruleset = add_rules(ruleset, rules)?;
     if watch_proc {
         let proc_rule = FsRule { path: PathBuf::from("/proc"), access: FsAccess::Read, why: String::new() };

@@ -133,46 +133,45 @@ const FLUSH_FAILED: u8 = 120;
 /// printed by `sys.excepthook` (the script's own frames only); `SystemExit` ends the process
 /// inside `PyErr_Print`, after CPython's own finalisation, with its status.
 fn run_script(script: &Path) -> bool {
-    let file = match std::fs::File::open(script) {
-        Ok(file) => file,
+    let Ok(name) = CString::new(script.as_os_str().as_bytes()) else {
+        return false; // a path never holds a NUL byte
+    };
+    // SAFETY: the interpreter is initialised and this thread holds the GIL. `__main__` exists
+    // after initialisation; AddModule and GetDict return borrowed references; the new name is
+    // released once stored (the dictionary keeps its own reference).
+    let namespace = unsafe {
+        let main = ffi::PyImport_AddModule(c"__main__".as_ptr());
+        let namespace = if main.is_null() { main } else { ffi::PyModule_GetDict(main) };
+        let file_name = ffi::PyUnicode_DecodeFSDefault(name.as_ptr());
+        let stored = !namespace.is_null()
+            && !file_name.is_null()
+            && ffi::PyDict_SetItemString(namespace, c"__file__".as_ptr(), file_name) == 0
+            && ffi::PyDict_SetItemString(namespace, c"__cached__".as_ptr(), ffi::Py_None()) == 0;
+        ffi::Py_XDECREF(file_name);
+        if !stored {
+            ffi::PyErr_Print();
+            return false;
+        }
+        namespace
+    };
+    let descriptor = match std::fs::File::open(script) {
+        Ok(file) => file.into_raw_fd(),
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "hpython: can't open file {:?}: {error}", script.as_os_str());
             return false;
         }
     };
-    let Ok(name) = CString::new(script.as_os_str().as_bytes()) else {
-        return false; // a path never holds a NUL byte
-    };
-    // SAFETY: the descriptor is owned and open; on success the FILE owns it (closed by the run).
-    let stream = unsafe { libc::fdopen(file.into_raw_fd(), c"rb".as_ptr()) };
+    // SAFETY: the descriptor is ours and open; on success the FILE owns it, else it is closed here.
+    let stream = unsafe { libc::fdopen(descriptor, c"rb".as_ptr()) };
     if stream.is_null() {
+        // SAFETY: fdopen failed, so the descriptor is still ours alone.
+        unsafe { libc::close(descriptor) };
         let _ = writeln!(std::io::stderr(), "hpython: can't read file {:?}", script.as_os_str());
         return false;
     }
-    // SAFETY: the interpreter is initialised and this thread holds the GIL. `__main__` exists
-    // after initialisation; AddModule and GetDict return borrowed references. The new objects
-    // are released after being stored. PyRun_FileExFlags takes the live FILE and closes it
-    // (closeit = 1) after parsing; its result is a new reference or null with an exception set.
+    // SAFETY: as above; PyRun_FileExFlags takes the live FILE and closes it (closeit = 1) after
+    // parsing; its result is a new reference, or null with an exception set.
     unsafe {
-        let main = ffi::PyImport_AddModule(c"__main__".as_ptr());
-        if main.is_null() {
-            ffi::PyErr_Print();
-            libc::fclose(stream);
-            return false;
-        }
-        let namespace = ffi::PyModule_GetDict(main);
-        let bytes = script.as_os_str().as_bytes();
-        let file_name = ffi::PyUnicode_DecodeFSDefaultAndSize(bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
-        if file_name.is_null()
-            || ffi::PyDict_SetItemString(namespace, c"__file__".as_ptr(), file_name) < 0
-            || ffi::PyDict_SetItemString(namespace, c"__cached__".as_ptr(), ffi::Py_None()) < 0
-        {
-            ffi::Py_XDECREF(file_name);
-            ffi::PyErr_Print();
-            libc::fclose(stream);
-            return false;
-        }
-        ffi::Py_DECREF(file_name);
         let result = ffi::PyRun_FileExFlags(
             stream,
             name.as_ptr(),

@@ -1,9 +1,10 @@
 //! Pumps: each moves bytes one way between a descriptor of the caller and one of the sandbox.
 //! `splice` where one side is a pipe and the other allows it (no copy through the supervisor),
-//! `read`/`write` otherwise (terminals), and into a caller's pipe `read` and a write that cannot
-//! block where the kernel has one (see `Pump::merging`: a splice would fragment the caller's pipe). The supervisor's own ends are non-blocking; the
-//! caller's descriptors keep their flags (they are shared with the caller), so a pump only
-//! touches one after `poll` says it is ready.
+//! `read`/`write` otherwise (terminals); into a caller's pipe, `read` and a write that cannot
+//! block, where the kernel has one (`Pump::merging`: a splice would fragment the caller's pipe).
+//! The supervisor's own ends are non-blocking; the caller's descriptors keep their flags (they
+//! are shared with the caller), so a pump only touches one after `poll` says it is ready, or
+//! with a write that cannot block.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
