@@ -1,7 +1,7 @@
 //! The compiler proper: a resolved policy for one architecture as a cBPF program.
 //!
 //! The program checks the architecture, then (x86_64) the x32 bit, then finds the syscall's
-//! block by a binary search on its number, then runs that block's argument checks. Every
+//! outcome by a binary search on its number: an action, or a block of argument checks to run. Every
 //! argument is compared on both 32-bit halves, so a value that differs from an allowed one only
 //! in its upper half is denied.
 
@@ -167,53 +167,127 @@ fn emit_check(asm: &mut Assembler, index: u8, check: &Check, fail: usize) {
     }
 }
 
-/// Emits a binary search over `numbers` (sorted) that ends in a jump to the block of the syscall
-/// found, or in the denial.
-fn emit_dispatch(
-    asm: &mut Assembler,
-    numbers: &[u32],
-    blocks: &BTreeMap<u32, (usize, String)>,
-    denied: u32,
-    denied_name: &str,
-) {
-    const LINEAR: usize = 3;
-    if numbers.len() <= LINEAR {
-        for &number in numbers {
-            let next = asm.label();
-            let (block, name) = &blocks[&number];
-            asm.push(Op::Jump {
-                code: JMP_JEQ_K,
-                k: number,
-                taken: Target::Next,
-                not_taken: Target::Label(next),
-                comment: format!("{name}?"),
-            });
-            asm.push(Op::Goto(*block, name.clone()));
-            asm.push(Op::Label(next));
+/// Where a run of syscall numbers leads: straight to an action (the numbers whose one rule has
+/// no argument checks, named, and the numbers without a rule), or to a block of argument checks.
+#[derive(Clone, Debug)]
+enum Leaf {
+    Action { action: u32, names: Vec<String>, unnamed: bool },
+    Block(usize, String),
+}
+
+impl Leaf {
+    fn comment(action: u32, names: &[String], unnamed: bool, denied_name: &str) -> String {
+        match (names.is_empty(), unnamed) {
+            (true, _) => format!("{denied_name}: syscall not allowed"),
+            (false, false) => format!("{} ({})", action_name(action), names.join(", ")),
+            (false, true) => {
+                format!("{} ({}, and the numbers between without a rule)", action_name(action), names.join(", "))
+            }
         }
-        asm.push(Op::Ret(denied, format!("{denied_name}: syscall not allowed")));
+    }
+}
+
+/// The dispatch's runs: (first number, leaf), sorted, covering every number from 0; neighbours
+/// with the same action are one run, so the search compares only where the outcome changes.
+fn runs(leaves: &BTreeMap<u32, Leaf>, denied: u32) -> Vec<(u32, Leaf)> {
+    let refused = Leaf::Action { action: denied, names: Vec::new(), unnamed: true };
+    let mut runs: Vec<(u32, Leaf)> = Vec::new();
+    let push = |runs: &mut Vec<(u32, Leaf)>, first: u32, leaf: Leaf| {
+        if let (
+            Some((_, Leaf::Action { action: previous, names, unnamed })),
+            Leaf::Action { action, names: more, unnamed: more_unnamed },
+        ) = (runs.last_mut(), &leaf)
+        {
+            if previous == action {
+                names.extend(more.iter().cloned());
+                *unnamed |= *more_unnamed;
+                return;
+            }
+        }
+        runs.push((first, leaf));
+    };
+    let mut next = 0u64;
+    for (&number, leaf) in leaves {
+        if u64::from(number) > next {
+            push(&mut runs, next as u32, refused.clone());
+        }
+        push(&mut runs, number, leaf.clone());
+        next = u64::from(number) + 1;
+    }
+    if next <= u64::from(u32::MAX) {
+        push(&mut runs, next as u32, refused);
+    }
+    runs
+}
+
+/// The argument checks of one or more calls, laid out after the dispatch.
+struct Block<'a> {
+    label: usize,
+    names: Vec<String>,
+    group: Vec<&'a ResolvedRule>,
+}
+
+/// How many instructions [`emit_search`] lays out for `runs`.
+fn search_size(runs: &[(u32, Leaf)]) -> usize {
+    if runs.len() == 1 {
+        return 1;
+    }
+    let (lower, upper) = runs.split_at(runs.len() / 2);
+    let lower_size = search_size(lower);
+    let reach = usize::from(lower_size > usize::from(u8::MAX));
+    1 + reach + lower_size + search_size(upper)
+}
+
+/// Emits a binary search over `runs` (the numbers from the first run's on): one comparison per
+/// level, ending in the run's action or a jump to its block.
+fn emit_search(asm: &mut Assembler, runs: &[(u32, Leaf)], denied_name: &str) {
+    if let [(_, leaf)] = runs {
+        match leaf {
+            Leaf::Action { action, names, unnamed } => {
+                asm.push(Op::Ret(*action, Leaf::comment(*action, names, *unnamed, denied_name)))
+            }
+            Leaf::Block(label, name) => asm.push(Op::Goto(*label, name.clone())),
+        }
         return;
     }
-    let (lower, upper) = numbers.split_at(numbers.len() / 2);
-    let (lower_label, upper_label) = (asm.label(), asm.label());
-    asm.push(Op::Jump {
-        code: JMP_JGE_K,
-        k: upper[0],
-        taken: Target::Next,
-        not_taken: Target::Label(lower_label),
-        comment: format!("syscall number >= {}?", upper[0]),
-    });
-    asm.push(Op::Goto(upper_label, format!("numbers from {}", upper[0])));
-    asm.push(Op::Label(lower_label));
-    emit_dispatch(asm, lower, blocks, denied, denied_name);
+    let (lower, upper) = runs.split_at(runs.len() / 2);
+    let boundary = upper[0].0;
+    let upper_label = asm.label();
+    let comment = format!("syscall number >= {boundary}?");
+    if search_size(lower) <= usize::from(u8::MAX) {
+        asm.push(Op::Jump {
+            code: JMP_JGE_K,
+            k: boundary,
+            taken: Target::Label(upper_label),
+            not_taken: Target::Next,
+            comment,
+        });
+    } else {
+        // The lower half is too long for a conditional jump over it: jump over a goto instead.
+        let lower_label = asm.label();
+        asm.push(Op::Jump {
+            code: JMP_JGE_K,
+            k: boundary,
+            taken: Target::Next,
+            not_taken: Target::Label(lower_label),
+            comment,
+        });
+        asm.push(Op::Goto(upper_label, format!("numbers from {boundary}")));
+        asm.push(Op::Label(lower_label));
+    }
+    emit_search(asm, lower, denied_name);
     asm.push(Op::Label(upper_label));
-    emit_dispatch(asm, upper, blocks, denied, denied_name);
+    emit_search(asm, upper, denied_name);
 }
 
 /// The program: architecture check, x32 check (x86_64), a binary search on the syscall number
-/// (about log2(n) comparisons, so the kernel's constant-action cache and every argument check
-/// start after a short path), then one block per syscall with its argument checks. Every block
-/// ends in a return; long jumps use `BPF_JA`, so conditional jumps stay short.
+/// over runs of numbers with one outcome (about log2(runs) comparisons of one instruction each,
+/// so the kernel's constant-action cache and every argument check start after a short path),
+/// ending in the run's action or a jump to a block of argument checks, one per distinct set of
+/// checks. Every block ends in a return; long jumps use `BPF_JA`, so conditional jumps stay
+/// short. The kernel's cost of installing a program grows with its length (translation and
+/// compilation) and with the path it evaluates for every syscall number (the cache), so both
+/// are kept short: docs/overhead.md has the measurements.
 pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(SockFilter, String)>, EmitError> {
     let denied_name = action_name(denied);
     let mut asm = Assembler::new();
@@ -247,27 +321,44 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
         asm.push(Op::Ret(denied, format!("{denied_name}: x32 syscall")));
         asm.push(Op::Label(native));
     }
-    let mut blocks: BTreeMap<u32, (usize, String)> = BTreeMap::new();
-    for &number in &order {
-        let name = rules.iter().find(|rule| rule.number == number).map(|rule| rule.syscall.clone()).unwrap_or_default();
-        blocks.insert(number, (asm.label(), name));
-    }
-    let sorted: Vec<u32> = blocks.keys().copied().collect();
-    emit_dispatch(&mut asm, &sorted, &blocks, denied, &denied_name);
+    let mut leaves: BTreeMap<u32, Leaf> = BTreeMap::new();
+    let mut blocks: Vec<Block> = Vec::new();
     for number in order {
-        let mut group: Vec<&ResolvedRule> = rules.iter().filter(|rule| rule.number == number).collect();
-        let name = &group[0].syscall;
-        let unconditional: Vec<&ResolvedRule> = group.iter().copied().filter(|rule| rule.checks.is_empty()).collect();
+        let group: Vec<&ResolvedRule> = rules.iter().filter(|rule| rule.number == number).collect();
+        let name = group[0].syscall.clone();
         // Two included files (a host's and the programs') may both name a call: an unconditional
-        // rule then covers every other one with the same action, and stands alone. Rules with
-        // another action beside an unconditional one would be pointless, and are an error.
-        if let Some(first) = unconditional.first() {
+        // rule then covers every other one with the same action, and stands alone (the dispatch
+        // returns its action). Rules with another action beside an unconditional one would be
+        // pointless, and are an error.
+        if let Some(first) = group.iter().find(|rule| rule.checks.is_empty()) {
             if group.iter().any(|rule| rule.action != first.action) {
-                return Err(EmitError::Unconditional(name.clone()));
+                return Err(EmitError::Unconditional(name));
             }
-            group = vec![*first];
+            leaves.insert(number, Leaf::Action { action: first.action, names: vec![name], unnamed: false });
+            continue;
         }
-        asm.push(Op::Label(blocks[&number].0));
+        // Calls with the same checks and actions (clock_gettime, clock_getres) share one block.
+        let same = |block: &&mut Block| {
+            block.group.len() == group.len()
+                && block.group.iter().zip(&group).all(|(a, b)| a.checks == b.checks && a.action == b.action)
+        };
+        let label = match blocks.iter_mut().find(same) {
+            Some(block) => {
+                block.names.push(name.clone());
+                block.label
+            }
+            None => {
+                let label = asm.label();
+                blocks.push(Block { label, names: vec![name.clone()], group });
+                label
+            }
+        };
+        leaves.insert(number, Leaf::Block(label, name));
+    }
+    emit_search(&mut asm, &runs(&leaves, denied), &denied_name);
+    for Block { label, names, group } in blocks {
+        let name = &names.join(", ");
+        asm.push(Op::Label(label));
         for rule in &group {
             let next_rule = asm.label();
             for (index, check) in &rule.checks {
@@ -276,9 +367,7 @@ pub fn compile(rules: &[ResolvedRule], arch: Arch, denied: u32) -> Result<Vec<(S
             asm.push(Op::Ret(rule.action, format!("{} ({name})", action_name(rule.action))));
             asm.push(Op::Label(next_rule));
         }
-        if unconditional.is_empty() {
-            asm.push(Op::Ret(denied, format!("{denied_name}: arguments of {name} not allowed")));
-        }
+        asm.push(Op::Ret(denied, format!("{denied_name}: arguments of {name} not allowed")));
     }
     let program = asm.finish()?;
     if program.len() > MAX_INSTRUCTIONS {
@@ -394,9 +483,45 @@ mod tests {
         let rules =
             vec![rule(1, Vec::new(), SECCOMP_RET_ALLOW), rule(1, vec![(0, Check::Eq(vec![1]))], SECCOMP_RET_ERRNO | 1)];
         assert_eq!(compile(&rules, Arch::X86_64, DENIED).unwrap_err(), EmitError::Unconditional("sys1".to_string()));
-        let long: Vec<ResolvedRule> =
-            (0..1000).map(|number| rule(number, vec![(0, Check::Range(0, 9))], SECCOMP_RET_ALLOW)).collect();
+        let long: Vec<ResolvedRule> = (0..1000)
+            .map(|number| rule(number, vec![(0, Check::Range(0, u64::from(number)))], SECCOMP_RET_ALLOW))
+            .collect();
         assert!(matches!(compile(&long, Arch::X86_64, DENIED), Err(EmitError::TooLong(_))));
+    }
+
+    #[test]
+    fn calls_with_the_same_checks_share_a_block_and_keep_their_answers() {
+        let clocks = Check::Eq(vec![0, 1]);
+        let rules = vec![
+            rule(228, vec![(0, clocks.clone())], SECCOMP_RET_ALLOW),
+            rule(229, vec![(0, clocks.clone())], SECCOMP_RET_ALLOW),
+            rule(230, vec![(0, clocks)], SECCOMP_RET_ERRNO | 1),
+        ];
+        let program = compile(&rules, Arch::X86_64, DENIED).unwrap();
+        let shared = program.iter().filter(|(_, comment)| comment.contains("ALLOW (sys228, sys229)")).count();
+        assert_eq!(shared, 1, "one block for the two calls with equal checks and actions");
+        for nr in [228, 229] {
+            assert_eq!(answer(&program, nr, arg(0, 1)), SECCOMP_RET_ALLOW);
+            assert_eq!(answer(&program, nr, arg(0, 2)), DENIED);
+        }
+        assert_eq!(answer(&program, 230, arg(0, 1)), SECCOMP_RET_ERRNO | 1, "another action: its own block");
+        assert_eq!(answer(&program, 227, arg(0, 1)), DENIED);
+        assert_eq!(answer(&program, 231, arg(0, 1)), DENIED);
+    }
+
+    #[test]
+    fn neighbours_with_one_action_are_one_run() {
+        let rules: Vec<ResolvedRule> =
+            [0, 1, 2, 3, 10].iter().map(|&nr| rule(nr, Vec::new(), SECCOMP_RET_ALLOW)).collect();
+        let program = compile(&rules, Arch::X86_64, DENIED).unwrap();
+        let comparisons = program.iter().filter(|(_, comment)| comment.starts_with("syscall number >=")).count();
+        // Runs: 0..=3 allowed, 4..=9 denied, 10 allowed, 11.. denied: three boundaries.
+        assert_eq!(comparisons, 3);
+        for nr in 0..20 {
+            let want = if nr <= 3 || nr == 10 { SECCOMP_RET_ALLOW } else { DENIED };
+            assert_eq!(answer(&program, nr, [0; 6]), want, "syscall {nr}");
+        }
+        assert_eq!(answer(&program, u32::MAX >> 2, [0; 6]), DENIED);
     }
 
     #[test]

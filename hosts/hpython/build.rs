@@ -110,8 +110,12 @@ fn main() {
     };
     println!("cargo:rustc-env=H_LIBPYTHON={}", libpython_name.map(|name| name.to_string_lossy()).unwrap_or_default());
     // Load exactly the libpython that was resolved, even where the loader's default search
-    // would find another one first (pyenv, a Nix store path).
-    println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", layout.libdir.display());
+    // would find another one first (pyenv, a Nix store path). Linked in, libpython is no file to
+    // load, and a RUNPATH would only send the loader through its hardware-capability
+    // subdirectories (about 40 failed lookups at every start) instead of ld.so.cache.
+    if let Linking::Shared = linking {
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", layout.libdir.display());
+    }
     for path in [&layout.libpython, &layout.stdlib, &layout.lib_dynload] {
         println!("cargo:rerun-if-changed={}", path.display());
     }

@@ -1,13 +1,15 @@
 //! `cargo xtask bench [--breakdown] [HOST...]`: each host against its bare interpreter on the
-//! same workloads, measured by hyperfine in one paired run per row (both commands under the same
-//! clean environment, interleaved warm-ups, then the runs), printed as one table (bare, host,
-//! ratio) and written to `target/bench/overhead.md`; where bubblewrap or firejail is installed,
-//! the same workload under it too. `--breakdown` builds the hosts with the `timing` feature
+//! same workloads, in interleaved rounds (each round runs the bare command, the host and any
+//! peer once each, one right after the other, under the same clean environment), printed as one
+//! table (median times, and the median of the round-by-round ratios with its quartiles) and
+//! written to `target/bench/overhead.md`; where bubblewrap or firejail is installed, the same
+//! workload under it too. `--breakdown` builds the hosts with the `timing` feature
 //! and prints where the start-up time goes, stage by stage (median of many runs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use h_testkit::{Manifest, Workload};
@@ -26,38 +28,85 @@ fn rows(root: &Path) -> Result<Vec<(Manifest, Workload)>> {
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// One command's times over the interleaved rounds, in milliseconds.
 struct Measured {
-    mean: f64,
-    stddev: f64,
+    times: Vec<f64>,
 }
 
-/// Runs hyperfine on `commands` (one paired run), stdout to a pipe that is drained, and returns
-/// the mean and standard deviation of each, in milliseconds.
-fn hyperfine(root: &Path, commands: &[String], runs: u32) -> Result<Vec<Measured>> {
-    let json = root.join("target/bench/last.json");
-    let status = Command::new("hyperfine")
+impl Measured {
+    fn median(&self) -> f64 {
+        median(&self.times)
+    }
+
+    /// The spread: the median of the absolute deviations from the median.
+    fn spread(&self) -> f64 {
+        let middle = self.median();
+        median(&self.times.iter().map(|time| (time - middle).abs()).collect::<Vec<_>>())
+    }
+
+    /// The median and quartiles of this command's time over `base`'s, round by round: each ratio
+    /// compares two runs made one right after the other.
+    fn paired_ratio(&self, base: &Measured) -> (f64, f64, f64) {
+        let mut ratios: Vec<f64> = self.times.iter().zip(&base.times).map(|(time, bare)| time / bare).collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |fraction: f64| ratios[((ratios.len() - 1) as f64 * fraction).round() as usize];
+        (at(0.5), at(0.25), at(0.75))
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        length if length % 2 == 1 => sorted[length / 2],
+        length => (sorted[length / 2 - 1] + sorted[length / 2]) / 2.0,
+    }
+}
+
+/// One run of `command` (a program and its arguments) under the clean environment, its stdout a
+/// pipe read to the end and thrown away (as a reader of the output would), stderr discarded:
+/// the wall time from the spawn to the exit, in milliseconds.
+fn time_once(root: &Path, command: &[String]) -> Result<f64> {
+    let started = Instant::now();
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
         .current_dir(root)
         .env_clear()
         .env("PATH", PATH)
-        .args(["--warmup", "3", "--runs", &runs.to_string(), "-N", "--style", "none", "--output", "pipe"])
-        .arg("--export-json")
-        .arg(&json)
-        .args(commands)
-        .status()
-        .context("starting hyperfine")?;
-    if !status.success() {
-        bail!("hyperfine failed on {commands:?}");
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", command.join(" ")))?;
+    if let Some(mut output) = child.stdout.take() {
+        std::io::copy(&mut output, &mut std::io::sink())?;
     }
-    let text = std::fs::read_to_string(&json)?;
-    let value: serde_json::Value = serde_json::from_str(&text).context("reading hyperfine's JSON export")?;
-    let results = value.get("results").and_then(serde_json::Value::as_array).context("no results")?;
-    Ok(results
-        .iter()
-        .map(|result| Measured {
-            mean: result.get("mean").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
-            stddev: result.get("stddev").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) * 1000.0,
-        })
-        .collect())
+    let status = child.wait()?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    if !status.success() {
+        bail!("{} failed: {status}", command.join(" "));
+    }
+    Ok(elapsed)
+}
+
+/// Runs `commands` in interleaved rounds: every round runs each command once, one right after
+/// the other, starting from a different command each round (so none always follows the same
+/// one), after three warm-up rounds. A drift of the machine's speed then reaches every command
+/// alike, and each round gives a pair of runs to compare.
+fn paired(root: &Path, commands: &[Vec<String>], rounds: u32) -> Result<Vec<Measured>> {
+    let mut measured: Vec<Measured> = commands.iter().map(|_| Measured { times: Vec::new() }).collect();
+    const WARM_UP: u32 = 3;
+    for round in 0..WARM_UP + rounds {
+        for offset in 0..commands.len() {
+            let index = (round as usize + offset) % commands.len();
+            let time = time_once(root, &commands[index])?;
+            if round >= WARM_UP {
+                measured[index].times.push(time);
+            }
+        }
+    }
+    Ok(measured)
 }
 
 fn installed(program: &str) -> bool {
@@ -114,23 +163,27 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         String::from("| host | workload | bare (ms) | host (ms) | host / bare | peers |\n|---|---|---|---|---|---|\n");
     for (manifest, workload) in &rows {
         let (host, bare, script) = (&manifest.name, manifest.bench.bare.join(" "), workload.script.join(" "));
-        let (workload, runs) = (&workload.name, workload.runs);
+        let (workload, rounds) = (&workload.name, workload.runs);
         let binary = root.join("target/release").join(host);
         let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
         let peer_rows = peers(root, &bare, &script);
         commands.extend(peer_rows.iter().map(|(_, command)| command.clone()));
-        eprintln!("bench: {host}: {workload}");
-        let measured = hyperfine(root, &commands, runs)?;
-        let ratio = |index: usize| measured[index].mean / measured[0].mean;
-        let peer_text: Vec<String> =
-            peer_rows.iter().enumerate().map(|(index, (name, _))| format!("{name} {:.2}×", ratio(index + 2))).collect();
+        let argvs: Vec<Vec<String>> =
+            commands.iter().map(|command| command.split_whitespace().map(str::to_string).collect()).collect();
+        eprintln!("bench: {host}: {workload} ({rounds} rounds)");
+        let measured = paired(root, &argvs, rounds)?;
+        let (ratio, low, high) = measured[1].paired_ratio(&measured[0]);
+        let peer_text: Vec<String> = peer_rows
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _))| format!("{name} {:.2}×", measured[index + 2].paired_ratio(&measured[0]).0))
+            .collect();
         let line = format!(
-            "| {host} | {workload} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2}× | {} |\n",
-            measured[0].mean,
-            measured[0].stddev,
-            measured[1].mean,
-            measured[1].stddev,
-            ratio(1),
+            "| {host} | {workload} | {:.2} ± {:.2} | {:.2} ± {:.2} | {ratio:.2}× ({low:.2}–{high:.2}) | {} |\n",
+            measured[0].median(),
+            measured[0].spread(),
+            measured[1].median(),
+            measured[1].spread(),
             if peer_text.is_empty() { "–".to_string() } else { peer_text.join(", ") }
         );
         print!("{line}");
