@@ -7,7 +7,7 @@
 //! and prints where the start-up time goes, stage by stage (median of many runs).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -67,9 +67,9 @@ fn median(values: &[f64]) -> f64 {
 /// One run of `command` (a program and its arguments) under the clean environment, its stdout a
 /// pipe read to the end and thrown away (as a reader of the output would), stderr discarded:
 /// the wall time from the spawn to the exit, in milliseconds.
-fn time_once(root: &Path, command: &[String]) -> Result<f64> {
+fn time_once(root: &Path, program: &Path, command: &[String]) -> Result<f64> {
     let started = Instant::now();
-    let mut child = Command::new(&command[0])
+    let mut child = Command::new(program)
         .args(&command[1..])
         .current_dir(root)
         .env_clear()
@@ -90,17 +90,31 @@ fn time_once(root: &Path, command: &[String]) -> Result<f64> {
     Ok(elapsed)
 }
 
+/// `name` as a path: itself where it names one, else found in [`PATH`]. Spawned by path, the
+/// runs start through `posix_spawn` (the standard library looks a name up in a changed PATH by
+/// forking the benchmark itself first, which would add its own, larger fork to every run).
+fn program_path(root: &Path, name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(root.join(name));
+    }
+    PATH.split(':')
+        .map(|directory| Path::new(directory).join(name))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| format!("{name} is not in {PATH}"))
+}
+
 /// Runs `commands` in interleaved rounds: every round runs each command once, one right after
 /// the other, starting from a different command each round (so none always follows the same
 /// one), after three warm-up rounds. A drift of the machine's speed then reaches every command
 /// alike, and each round gives a pair of runs to compare.
 fn paired(root: &Path, commands: &[Vec<String>], rounds: u32) -> Result<Vec<Measured>> {
     let mut measured: Vec<Measured> = commands.iter().map(|_| Measured { times: Vec::new() }).collect();
+    let programs = commands.iter().map(|command| program_path(root, &command[0])).collect::<Result<Vec<_>>>()?;
     const WARM_UP: u32 = 3;
     for round in 0..WARM_UP + rounds {
         for offset in 0..commands.len() {
             let index = (round as usize + offset) % commands.len();
-            let time = time_once(root, &commands[index])?;
+            let time = time_once(root, &programs[index], &commands[index])?;
             if round >= WARM_UP {
                 measured[index].times.push(time);
             }

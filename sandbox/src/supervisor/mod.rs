@@ -443,6 +443,7 @@ impl Supervisor {
             // The host failed before installing its filter; it has said why, and will exit.
             Ok(None) | Err(_) => return,
         };
+        refusals::prefer_synchronous_wake_ups(listener.as_raw_fd());
         // Nothing the script controls (no notification, no relayed byte) is read before this
         // function has returned, and it returns hardened or not at all.
         if let Err(error) =
