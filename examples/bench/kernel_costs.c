@@ -4,6 +4,12 @@
  *   gcc -O2 -o /tmp/kernel_costs examples/bench/kernel_costs.c
  *   /tmp/kernel_costs open FILE LAYERS N    # ns per openat+fstat+read+close of FILE
  *   /tmp/kernel_costs install LENGTH N      # us per seccomp install of a LENGTH-instruction program
+ *   /tmp/kernel_costs install-short LENGTH N  # the same length, but every evaluation runs 3 of them
+ *   /tmp/kernel_costs compare A B N         # us per install of two programs, alternately
+ *
+ * `compare` reads each program as lines of "code jt jf k" (hexadecimal code and k), e.g. from a
+ * committed program: grep -o 'SockFilter {[^}]*}' hosts/hlua/src/generated/seccomp_x86_64.rs |
+ *   sed -E 's|^.*code: 0x([0-9a-f]+), jt: ([0-9]+), jf: ([0-9]+), k: 0x([0-9a-f]+).*$|\1 \2 \3 \4|'
  *
  * LAYERS is applied in order before the loop, each letter one layer: '-' nothing, 'a' a seccomp
  * filter that allows every call whatever its arguments (the kernel caches its verdict), 'c' a
@@ -101,46 +107,96 @@ static void open_loop(const char *file, const char *layers, int count) {
     printf("open %-6s %8.1f ns per openat+fstat+read+close\n", layers, (now_ns() - start) / count);
 }
 
+/* One install of `program` in a fresh child, in nanoseconds. */
+static double install_once(const struct sock_filter *program, int length, int pipe_ends[2]) {
+    pid_t child = fork();
+    if (child == 0) {
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        double start = now_ns();
+        seccomp_layer((struct sock_filter *)program, length);
+        double spent = now_ns() - start;
+        if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
+            _exit(1);
+        _exit(0);
+    }
+    double spent = 0;
+    if (read(pipe_ends[0], &spent, sizeof spent) != sizeof spent)
+        fail("read");
+    waitpid(child, NULL, 0);
+    return spent;
+}
+
 /* LENGTH instructions that every evaluation runs through (jumps that never branch), then allow:
  * the kernel evaluates the program once per syscall number at install to find the verdicts it
- * can cache, so the cost grows with the path an evaluation takes. */
-static void install_loop(int length, int count) {
+ * can cache, so the cost grows with the path an evaluation takes. With `short`, the second
+ * instruction jumps straight to the last: the same length to translate and compile, a path of 3.
+ * The difference between the two is the evaluation; what `short` costs is the length's. */
+static void install_loop(int length, int count, int short_path) {
     struct sock_filter *program = calloc(length, sizeof *program);
     program[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     for (int i = 1; i < length - 1; i++)
         program[i] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 100000 + i, 0, 0);
+    if (short_path && length > 3)
+        program[1] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, length - 3);
     program[length - 1] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     int pipe_ends[2];
     if (pipe(pipe_ends))
         fail("pipe");
     double total = 0;
-    for (int run = 0; run < count; run++) {
-        pid_t child = fork();
-        if (child == 0) {
-            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            double start = now_ns();
-            seccomp_layer(program, length);
-            double spent = now_ns() - start;
-            if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
-                _exit(1);
-            _exit(0);
-        }
-        double spent = 0;
-        if (read(pipe_ends[0], &spent, sizeof spent) != sizeof spent)
-            fail("read");
-        waitpid(child, NULL, 0);
-        total += spent;
+    for (int run = 0; run < count; run++)
+        total += install_once(program, length, pipe_ends);
+    printf("install%s %4d instructions %8.1f us\n", short_path ? "-short" : "", length, total / count / 1000);
+}
+
+static int read_program(const char *file, struct sock_filter *program) {
+    FILE *input = fopen(file, "r");
+    if (!input)
+        fail(file);
+    unsigned code, jt, jf, k;
+    int length = 0;
+    while (length < 4096 && fscanf(input, "%x %u %u %x", &code, &jt, &jf, &k) == 4)
+        program[length++] = (struct sock_filter){ code, jt, jf, k };
+    fclose(input);
+    return length;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Installs A and B alternately COUNT times each (a drift of the machine reaches both) and prints
+ * the median of each. */
+static void compare_loop(const char *first, const char *second, int count) {
+    static struct sock_filter programs[2][4096];
+    const char *files[2] = { first, second };
+    int lengths[2] = { read_program(first, programs[0]), read_program(second, programs[1]) };
+    double *times[2] = { calloc(count, sizeof(double)), calloc(count, sizeof(double)) };
+    int pipe_ends[2];
+    if (pipe(pipe_ends))
+        fail("pipe");
+    for (int run = 0; run < count; run++)
+        for (int which = 0; which < 2; which++)
+            times[which][run] = install_once(programs[which], lengths[which], pipe_ends);
+    for (int which = 0; which < 2; which++) {
+        qsort(times[which], count, sizeof(double), by_value);
+        printf("%s: %d instructions, median install %.1f us\n", files[which], lengths[which],
+               times[which][count / 2] / 1000);
     }
-    printf("install %4d instructions %8.1f us\n", length, total / count / 1000);
 }
 
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "open") == 0)
         open_loop(argv[2], argv[3], atoi(argv[4]));
     else if (argc == 4 && strcmp(argv[1], "install") == 0 && atoi(argv[2]) >= 2 && atoi(argv[2]) <= 4096)
-        install_loop(atoi(argv[2]), atoi(argv[3]));
+        install_loop(atoi(argv[2]), atoi(argv[3]), 0);
+    else if (argc == 4 && strcmp(argv[1], "install-short") == 0 && atoi(argv[2]) >= 4 && atoi(argv[2]) <= 4096)
+        install_loop(atoi(argv[2]), atoi(argv[3]), 1);
+    else if (argc == 5 && strcmp(argv[1], "compare") == 0 && atoi(argv[4]) > 0)
+        compare_loop(argv[2], argv[3], atoi(argv[4]));
     else {
-        fprintf(stderr, "usage: kernel_costs open FILE LAYERS N | install LENGTH N\n");
+        fprintf(stderr, "usage: kernel_costs open FILE LAYERS N | install LENGTH N | install-short LENGTH N"
+                        " | compare A B N\n");
         return 1;
     }
     return 0;
