@@ -1,9 +1,9 @@
 //! The compiler proper: a resolved policy for one architecture as a cBPF program.
 //!
 //! The program checks the architecture, then (x86_64) the x32 bit, then finds the syscall's
-//! outcome by a binary search on its number: an action, or a block of argument checks to run. Every
-//! argument is compared on both 32-bit halves, so a value that differs from an allowed one only
-//! in its upper half is denied.
+//! outcome by a binary search on its number: an action, or a block of argument checks to run.
+//! Every argument is compared on both 32-bit halves, so a value that differs from an allowed one
+//! only in its upper half is denied.
 
 use std::collections::BTreeMap;
 
