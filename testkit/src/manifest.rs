@@ -13,7 +13,7 @@ use serde::Deserialize;
 pub const MANIFEST_FILE: &str = "host.toml";
 
 /// One host's manifest.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The binary and crate name (`hlua`), the same as the crate directory's.
@@ -89,7 +89,7 @@ pub struct Nix {
 }
 
 /// The workloads of `cargo xtask bench`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Bench {
     /// The bare interpreter the host is compared with, as the machine has it.
@@ -98,15 +98,18 @@ pub struct Bench {
 }
 
 /// One row of the benchmark table.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// What it measures (`hello`, `200k write+flush to a pipe`).
     pub name: String,
     /// The script and its arguments, relative to the repository's root.
     pub script: Vec<String>,
-    /// Hyperfine runs.
+    /// Rounds: each runs the bare command, the host and the peers once.
     pub runs: u32,
+    /// The most host / bare may be (issue 15's goal for the row), if the row has one.
+    #[serde(default)]
+    pub goal: Option<f64>,
 }
 
 impl Manifest {
@@ -200,8 +203,24 @@ mod tests {
             assert!(!manifest.bench.workloads.is_empty(), "{}: no workload", manifest.name);
             for workload in &manifest.bench.workloads {
                 assert!(root().join(&workload.script[0]).is_file(), "{}: {:?}", manifest.name, workload.script);
+                // A goal is the most host / bare may be: a ratio near 1 (a slip such as 110 for
+                // 1.10, or 0.11, is caught here).
+                if let Some(goal) = workload.goal {
+                    assert!((0.5..2.0).contains(&goal), "{}: {}: goal {goal}", manifest.name, workload.name);
+                }
             }
         }
+        let hello = |host: &str| {
+            manifests.iter().find(|manifest| manifest.name == host).map(|manifest| {
+                manifest
+                    .bench
+                    .workloads
+                    .iter()
+                    .find(|workload| workload.name == "hello")
+                    .and_then(|workload| workload.goal)
+            })
+        };
+        assert_eq!(hello("hlua"), Some(Some(1.10)), "issue 15's goal for hlua's hello");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `cargo xtask bench [--breakdown] [HOST...]`: each host against its bare interpreter on the
 //! same workloads, in interleaved rounds (each round runs the bare command, the host and any
 //! peer once each, one right after the other, under the same clean environment), printed as one
-//! table (median times, and the median of the round-by-round ratios with its quartiles) and
-//! written to `target/bench/overhead.md`; where bubblewrap or firejail is installed, the same
+//! table (median times, the median of the round-by-round ratios with its quartiles, and whether
+//! it meets the row's goal from the manifest) and written to `target/bench/overhead.md`; where bubblewrap or firejail is installed, the same
 //! workload under it too. `--breakdown` builds the hosts with the `timing` feature
 //! and prints where the start-up time goes, stage by stage (median of many runs).
 
@@ -173,11 +173,13 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         build.args(["--package", host]);
     }
     crate::run(&mut build)?;
-    let mut table =
-        String::from("| host | workload | bare (ms) | host (ms) | host / bare | peers |\n|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| host | workload | bare (ms) | host (ms) | host / bare | goal | peers |\n|---|---|---|---|---|---|---|\n",
+    );
+    let (mut with_goal, mut met) = (0, 0);
     for (manifest, workload) in &rows {
         let (host, bare, script) = (&manifest.name, manifest.bench.bare.join(" "), workload.script.join(" "));
-        let (workload, rounds) = (&workload.name, workload.runs);
+        let (workload, rounds, goal) = (&workload.name, workload.runs, workload.goal);
         let binary = root.join("target/release").join(host);
         let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
         let peer_rows = peers(root, &bare, &script);
@@ -192,8 +194,17 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
             .enumerate()
             .map(|(index, (name, _))| format!("{name} {:.2}×", measured[index + 2].paired_ratio(&measured[0]).0))
             .collect();
+        let goal_text = match goal {
+            Some(goal) => {
+                with_goal += 1;
+                let reached = ratio <= goal;
+                met += usize::from(reached);
+                format!("≤ {goal:.2}× {}", if reached { "met" } else { "not met" })
+            }
+            None => "–".to_string(),
+        };
         let line = format!(
-            "| {host} | {workload} | {:.2} ± {:.2} | {:.2} ± {:.2} | {ratio:.2}× ({low:.2}–{high:.2}) | {} |\n",
+            "| {host} | {workload} | {:.2} ± {:.2} | {:.2} ± {:.2} | {ratio:.2}× ({low:.2}–{high:.2}) | {goal_text} | {} |\n",
             measured[0].median(),
             measured[0].spread(),
             measured[1].median(),
@@ -203,6 +214,9 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         print!("{line}");
         table.push_str(&line);
     }
+    table.push_str(&format!(
+        "\nGoals met in this run (the median paired ratio at most the goal): {met} of {with_goal}.\n"
+    ));
     std::fs::write(out_dir.join("overhead.md"), &table)?;
     println!("\n{table}");
     Ok(())
