@@ -2,9 +2,10 @@
 //! same workloads, in interleaved rounds (each round runs the bare command, the host and any
 //! peer once each, one right after the other, under the same clean environment), printed as one
 //! table (median times, the median of the round-by-round ratios with its quartiles, and whether
-//! it meets the row's goal from the manifest) and written to `target/bench/overhead.md`; where bubblewrap or firejail is installed, the same
-//! workload under it too. `--breakdown` builds the hosts with the `timing` feature
-//! and prints where the start-up time goes, stage by stage (median of many runs).
+//! it meets the row's goal from the manifest) and written to `target/bench/overhead.md`; where
+//! bubblewrap or firejail is installed, the same workload under it too. `--breakdown` builds the
+//! hosts with the `timing` feature and prints where the start-up time goes, stage by stage
+//! (median of many runs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

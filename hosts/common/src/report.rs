@@ -41,22 +41,24 @@ pub struct LandlockReport {
     pub rules: Vec<(&'static str, String, String)>,
 }
 
+/// One rule as the report shows it: (action, syscall, conditions, why).
+pub type DescribedRule = (String, &'static str, Vec<&'static str>, &'static str);
+
 pub struct SeccompReport {
     pub arch: &'static str,
     pub instructions: usize,
     pub kill_on_deny: bool,
     /// `--learn`: the calls the supervisor sees before the program decides them (empty otherwise).
     pub observed: Vec<&'static str>,
-    /// (action, syscall, conditions, why)
-    pub rules: Vec<(String, &'static str, Vec<&'static str>, &'static str)>,
+    pub rules: Vec<DescribedRule>,
     /// The supervisor's own filter (every call it does not allow ends the supervisor): its
     /// instruction count and rules, as above.
     pub supervisor_instructions: usize,
-    pub supervisor_rules: Vec<(String, &'static str, Vec<&'static str>, &'static str)>,
+    pub supervisor_rules: Vec<DescribedRule>,
 }
 
-/// A program's rules as the report shows them: (action, syscall, conditions, why).
-fn described_rules(program: &SeccompProgram) -> Vec<(String, &'static str, Vec<&'static str>, &'static str)> {
+/// A program's rules as the report shows them.
+fn described_rules(program: &SeccompProgram) -> Vec<DescribedRule> {
     program
         .rules
         .iter()
@@ -73,7 +75,7 @@ fn described_rules(program: &SeccompProgram) -> Vec<(String, &'static str, Vec<&
 }
 
 /// Rules as JSON objects.
-fn rules_json(rules: &[(String, &'static str, Vec<&'static str>, &'static str)]) -> Json {
+fn rules_json(rules: &[DescribedRule]) -> Json {
     Json::Array(
         rules
             .iter()
@@ -90,7 +92,7 @@ fn rules_json(rules: &[(String, &'static str, Vec<&'static str>, &'static str)])
 }
 
 /// Rules as text lines, each with its why.
-fn rules_text(out: &mut String, rules: &[(String, &'static str, Vec<&'static str>, &'static str)]) {
+fn rules_text(out: &mut String, rules: &[DescribedRule]) {
     for (action, syscall, conditions, why) in rules {
         let condition = if conditions.is_empty() { String::new() } else { format!(" if {}", conditions.join(" and ")) };
         let _ = writeln!(out, "  {action} {syscall}{condition}");
