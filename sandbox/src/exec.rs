@@ -124,8 +124,9 @@ impl Interpreter {
         if unsafe { libc::fcntl(EXEC_FD, libc::F_GETFD) } != -1 {
             return Err(ExecError::DescriptorBusy);
         }
+        // openat, as the filters allow, whatever call the C library's open makes (musl's is open).
         // SAFETY: `c_path` is a NUL-terminated path; O_PATH opens neither reads nor executes.
-        let descriptor = unsafe { libc::open(self.c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        let descriptor = unsafe { libc::openat(libc::AT_FDCWD, self.c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
         if descriptor < 0 {
             return Err(ExecError::Open { path: self.path.clone(), source: std::io::Error::last_os_error() });
         }

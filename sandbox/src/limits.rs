@@ -2,6 +2,12 @@
 
 use std::fmt;
 
+/// The C library's type for a resource number: glibc has its own, musl an `int`.
+#[cfg(target_env = "gnu")]
+pub(crate) type RawResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub(crate) type RawResource = libc::c_int;
+
 /// Every resource Linux limits, by the name users write after `-r` (the lower-case name
 /// without the `RLIMIT_` prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,7 +91,7 @@ impl Resource {
         RLIMIT_RESOURCES.into_iter().find(|resource| resource.name() == name)
     }
 
-    fn raw(self) -> libc::__rlimit_resource_t {
+    fn raw(self) -> RawResource {
         match self {
             Resource::As => libc::RLIMIT_AS,
             Resource::Core => libc::RLIMIT_CORE,

@@ -28,7 +28,7 @@ use std::path::Path;
 pub use case::{Case, Expect, Needs, Typed};
 pub use kernel::{host_checks, AbiExpectation, Check};
 pub use machine::{kernel_at_least, landlock_abi, Machine, CASE_PATH};
-pub use manifest::{host_dirs, manifests, Bench, Cases, Manifest, Nix, Vm, Workload, MANIFEST_FILE};
+pub use manifest::{host_dirs, manifests, Bench, CLibrary, Cases, Manifest, Nix, Vm, Workload, MANIFEST_FILE};
 pub use outcome::{execute, judge, signal_number, status_problems, Outcome};
 pub use runner::{Run, Runner, Tally, Verdict};
 pub use terminal::execute_on_terminal;

@@ -42,6 +42,24 @@ pub struct Build {
     /// need the shared C library and the host's exported symbols). A store build
     /// (`H_STORE_ONLY`, the Nix package) links the C library of the store dynamically either way.
     pub static_libc: bool,
+    /// The C library the binary is built with (`c_library = "musl"`; glibc when left out). With
+    /// musl the binary is built for `ARCH-unknown-linux-musl` ([`Manifest::target`]), linked in:
+    /// it starts without glibc's probing of the CPU's caches, `cpuid` instructions that trap to
+    /// the hypervisor on a virtual machine (0.6 ms of every start on this machine kind,
+    /// docs/overhead.md). Only for a host that execs its interpreter (hsh, hnode), which keeps
+    /// the system's C library; the sandbox makes its own calls with the arguments its filters
+    /// name, whichever C library it is built with.
+    #[serde(default)]
+    pub c_library: CLibrary,
+}
+
+/// The C library of a host's binary.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CLibrary {
+    #[default]
+    Glibc,
+    Musl,
 }
 
 /// What the case harness needs besides the cases.
@@ -126,7 +144,30 @@ impl Manifest {
                 manifest.name
             ));
         }
+        if manifest.build.c_library == CLibrary::Musl && !manifest.build.static_libc {
+            return Err(format!(
+                "{}: c_library = \"musl\" links the C library in: static_libc must be true",
+                path.display()
+            ));
+        }
         Ok(manifest)
+    }
+    /// The target the host is built for when it is not cargo's default: musl's for this
+    /// machine's architecture.
+    pub fn target(&self) -> Option<String> {
+        match self.build.c_library {
+            CLibrary::Glibc => None,
+            CLibrary::Musl => Some(format!("{}-unknown-linux-musl", std::env::consts::ARCH)),
+        }
+    }
+
+    /// Where a release build of the host (for [`Manifest::target`]) puts its binary, in the
+    /// cargo target directory `target_dir`.
+    pub fn release_binary(&self, target_dir: &Path) -> PathBuf {
+        match self.target() {
+            Some(target) => target_dir.join(target).join("release").join(&self.name),
+            None => target_dir.join("release").join(&self.name),
+        }
     }
 
     /// The control interpreter's words with `${NAME}` replaced by the build value `NAME`.
@@ -221,6 +262,34 @@ mod tests {
             })
         };
         assert_eq!(hello("hlua"), Some(Some(1.10)), "issue 15's goal for hlua's hello");
+    }
+
+    /// The launchers that exec their interpreter are built with musl, for its target; the hosts
+    /// that run their interpreter in the process keep glibc (hpython dlopens glibc's modules).
+    #[test]
+    fn musl_hosts_and_where_their_binaries_land() {
+        let manifests = manifests(root()).unwrap();
+        let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+        for manifest in &manifests {
+            let musl = matches!(manifest.name.as_str(), "hsh" | "hnode");
+            let expected = if musl { CLibrary::Musl } else { CLibrary::Glibc };
+            assert_eq!(manifest.build.c_library, expected, "{}", manifest.name);
+            assert_eq!(manifest.target(), musl.then(|| target.clone()), "{}", manifest.name);
+            let binary = manifest.release_binary(Path::new("/t"));
+            let wanted = if musl {
+                format!("/t/{target}/release/{}", manifest.name)
+            } else {
+                format!("/t/release/{}", manifest.name)
+            };
+            assert_eq!(binary, PathBuf::from(wanted));
+        }
+        let dir = std::env::temp_dir().join(format!("h-manifest-{}", std::process::id())).join("hsh");
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string(root().join("hosts/hsh/host.toml")).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), text.replace("static_libc = true", "static_libc = false")).unwrap();
+        let refused = Manifest::load(&dir).unwrap_err();
+        assert!(refused.contains("static_libc must be true"), "{refused}");
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -168,12 +168,11 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     if breakdown {
         return breakdowns(root, &rows, &hosts);
     }
-    let mut build = crate::cargo();
-    build.current_dir(root).args(["build", "--release", "--quiet"]);
-    for host in &hosts {
-        build.args(["--package", host]);
-    }
-    crate::run(&mut build)?;
+    let manifests: Vec<&Manifest> = hosts
+        .iter()
+        .filter_map(|host| rows.iter().map(|(manifest, _)| manifest).find(|manifest| manifest.name == *host))
+        .collect();
+    crate::hosts::build(root, &manifests, |_| Vec::new(), |_| {})?;
     let mut table = String::from(
         "| host | workload | bare (ms) | host (ms) | host / bare | goal | peers |\n|---|---|---|---|---|---|---|\n",
     );
@@ -181,7 +180,7 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
     for (manifest, workload) in &rows {
         let (host, bare, script) = (&manifest.name, manifest.bench.bare.join(" "), workload.script.join(" "));
         let (workload, rounds, goal) = (&workload.name, workload.runs, workload.goal);
-        let binary = root.join("target/release").join(host);
+        let binary = crate::hosts::release_binary(root, manifest);
         let mut commands = vec![format!("{bare} {script}"), format!("{} {script}", binary.display())];
         let peer_rows = peers(root, &bare, &script);
         commands.extend(peer_rows.iter().map(|(_, command)| command.clone()));
@@ -243,18 +242,19 @@ fn parse_marks(stderr: &str) -> Option<(Marks, Marks)> {
 /// Builds the hosts with start-up timestamps and prints the median time of each stage.
 fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], hosts: &[&str]) -> Result<()> {
     let target = root.join("target/timing");
-    let mut build = crate::cargo();
-    build.current_dir(root).env("CARGO_TARGET_DIR", &target).args(["build", "--release", "--quiet"]);
-    for host in hosts {
-        build.args(["--package", host, "--features", &format!("{host}/timing")]);
-    }
-    crate::run(&mut build)?;
+    let manifests: Vec<&Manifest> = hosts
+        .iter()
+        .filter_map(|host| rows.iter().map(|(manifest, _)| manifest).find(|manifest| manifest.name == *host))
+        .collect();
+    let timing = |host: &str| vec!["--features".to_string(), format!("{host}/timing")];
+    crate::hosts::build(root, &manifests, timing, |build| _ = build.env("CARGO_TARGET_DIR", &target))?;
     const RUNS: usize = 200;
     for host in hosts {
         let hello = rows.iter().find(|(manifest, workload)| manifest.name == *host && workload.name == "hello");
         let Some((_, workload)) = hello else { continue };
         let script = &workload.script[0];
-        let binary = target.join("release").join(host);
+        let Some(manifest) = manifests.iter().find(|manifest| manifest.name == *host) else { continue };
+        let binary = manifest.release_binary(&target);
         let mut stages: Vec<(String, Vec<u64>)> = Vec::new();
         let mut record = |stage: String, micros: u64| match stages.iter_mut().find(|(known, _)| *known == stage) {
             Some((_, values)) => values.push(micros),

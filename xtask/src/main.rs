@@ -11,6 +11,7 @@
 mod bench;
 mod compat;
 mod fakestore;
+mod hosts;
 mod new_host;
 mod nixcheck;
 mod vm;
@@ -97,11 +98,12 @@ const USAGE: &str = "usage: cargo xtask codegen [--check] | verify | nix-check |
 bench [--breakdown] [HOST...] | vm-test [KERNEL...] | compat [HOST...] | help";
 
 /// Each host came out of the build linked as its manifest says: without a program interpreter
-/// where `static_libc = true` (`tools/rustc-static-libc` adds the flag at the link), with one
-/// elsewhere. A wrapper that stopped working would otherwise only show in the benchmarks.
+/// where `static_libc = true` (`tools/rustc-static-libc` adds the flag at the link, musl's target
+/// links statically anyway), with one elsewhere. A wrapper that stopped working would otherwise
+/// only show in the benchmarks.
 fn check_linking(root: &Path) -> Result<()> {
-    for manifest in h_testkit::manifests(root).map_err(anyhow::Error::msg)? {
-        let binary = root.join("target/release").join(&manifest.name);
+    for manifest in hosts::all(root)? {
+        let binary = hosts::release_binary(root, &manifest);
         let interpreter = h_resolve::program_interpreter(&binary).map_err(|error| anyhow::anyhow!("{error}"))?;
         let wanted = if manifest.build.static_libc { "statically (the C library linked in)" } else { "dynamically" };
         ensure!(
@@ -125,14 +127,18 @@ fn main() -> Result<()> {
         "nix-check" => nixcheck::run(&root),
         "run" => {
             let Some(host) = arguments.get(1) else { bail!("usage: cargo xtask run HOST ARGS...") };
-            run(cargo().current_dir(&root).args(["build", "--release", "--quiet", "--package", host]))?;
-            let binary = root.join("target/release").join(host);
+            let manifest = hosts::named(&root, host)?;
+            hosts::ensure_targets(std::slice::from_ref(&manifest))?;
+            hosts::build(&root, &[&manifest], |_| Vec::new(), |_| {})?;
+            let binary = hosts::release_binary(&root, &manifest);
             let status = Command::new(&binary).args(&arguments[2..]).status()?;
             eprintln!("{host} exited with {status}");
             Ok(())
         }
         "test" => {
             ensure_packages(TEST_PACKAGES)?;
+            let manifests = hosts::all(&root)?;
+            hosts::ensure_targets(&manifests)?;
             codegen(&root, true)?;
             verify_report(&root)?;
             nixcheck::run(&root)?;
@@ -147,11 +153,32 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]))?;
+            // The hosts built for another target (musl) are linted, tested and run there, as they
+            // ship; everything else for cargo's default target.
+            let mut by_target: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+            for manifest in &manifests {
+                if let Some(target) = manifest.target() {
+                    by_target.entry(target).or_default().push(&manifest.name);
+                }
+            }
+            for (target, names) in &by_target {
+                let packages: Vec<&str> = names.iter().flat_map(|name| ["--package", name]).collect();
+                let clippy = ["clippy", "--release", "--target", target, "--all-targets"];
+                run(cargo().current_dir(&root).args(clippy).args(&packages).args(["--", "-D", "warnings"]))?;
+            }
+            let excluded: Vec<&str> = by_target.values().flatten().flat_map(|name| ["--exclude", name]).collect();
+            run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]).args(&excluded))?;
+            for (target, names) in &by_target {
+                let packages: Vec<&str> = names.iter().flat_map(|name| ["--package", name]).collect();
+                run(cargo().current_dir(&root).args(["test", "--release", "--target", target]).args(&packages))?;
+            }
+            // The release binaries check_linking reads, as `cargo xtask run` builds them.
+            hosts::build(&root, &manifests.iter().collect::<Vec<_>>(), |_| Vec::new(), |_| {})?;
             check_linking(&root)
         }
         "bench" => {
             ensure_packages(TEST_PACKAGES)?;
+            hosts::ensure_targets(&hosts::all(&root)?)?;
             bench::run(&root, &arguments[1..])
         }
         "vm-test" => vm::run(&root, &arguments[1..]),

@@ -46,9 +46,7 @@ pub(crate) struct Accounting {
 impl Accounting {
     /// Opens /proc for a run whose session is `session`. Called before the supervisor hardens.
     pub(crate) fn open(budget: RunBudget, session: libc::pid_t) -> io::Result<Accounting> {
-        // SAFETY: a constant NUL-terminated path.
-        let proc =
-            sys::adopt(unsafe { libc::open(c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        let proc = sys::open(c"/proc", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
         // SAFETY: sysconf takes an integer name.
         let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
         Ok(Accounting {

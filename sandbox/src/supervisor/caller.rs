@@ -4,6 +4,7 @@
 //! landlock domain is nested in its own (`filesystem::restrict_run`) and both run as the same
 //! user; what it reads is only ever used as a copy, checked before anything acts on it.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -12,7 +13,7 @@ use super::paths;
 use super::sys;
 
 /// `ioctl(SECCOMP_IOCTL_NOTIF_ID_VALID)`: `_IOW('!', 2, __u64)`.
-const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::Ioctl = 0x4008_2102;
 /// `pidfd_open` flag for a thread that does not lead its group (Linux 6.9).
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 /// The longest path the kernel takes, with its NUL.
@@ -65,7 +66,10 @@ impl Caller {
     /// id names the same thread, and what was read of it is its own.
     pub(crate) fn still_waiting(&self) -> io::Result<()> {
         // SAFETY: the listener is a seccomp notification descriptor; the id lives for the call.
-        sys::check(unsafe { libc::ioctl(self.listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &self.id) }).map(|_| ())
+        sys::check(unsafe {
+            sys::ioctl(self.listener, SECCOMP_IOCTL_NOTIF_ID_VALID, std::ptr::addr_of!(self.id) as usize)
+        })
+        .map(|_| ())
     }
 
     /// Reads `buffer.len()` bytes at `address` of the caller's memory (a copy: the caller may
@@ -164,18 +168,18 @@ impl Caller {
 
     /// The caller's working directory, opened as a path (`/proc/TID/cwd`).
     pub(crate) fn working_directory(&self) -> io::Result<OwnedFd> {
-        let path = format!("/proc/{}/cwd\0", self.tid);
-        // SAFETY: a NUL-terminated path we own; O_PATH opens no file for I/O.
-        sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })
+        let path = CString::new(format!("/proc/{}/cwd", self.tid)).map_err(io::Error::other)?;
+        // O_PATH opens no file for I/O.
+        sys::open(&path, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
     }
 }
 
 /// Whether `tid` is a thread of process `pid`: `/proc/PID/task/TID` exists (an `O_PATH` lookup,
 /// which needs no grant).
 fn is_thread_of(pid: libc::pid_t, tid: libc::pid_t) -> bool {
-    let path = format!("/proc/{pid}/task/{tid}\0");
-    // SAFETY: a NUL-terminated path we own; O_PATH opens nothing for I/O.
-    sys::adopt(unsafe { libc::open(path.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }).is_ok()
+    // O_PATH opens nothing for I/O (a number's decimal form holds no NUL).
+    CString::new(format!("/proc/{pid}/task/{tid}"))
+        .is_ok_and(|path| sys::open(&path, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).is_ok())
 }
 
 /// `pidfd_open(pid, flags)`, every argument a full register (the supervisor's filter compares

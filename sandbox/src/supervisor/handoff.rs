@@ -51,7 +51,8 @@ fn with_one_descriptor_message<T>(transfer: impl FnOnce(&mut libc::msghdr) -> T)
     message.msg_iov = &mut data;
     message.msg_iovlen = 1;
     message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = space;
+    // Its type is the C library's (size_t in glibc, socklen_t in musl); the space is small.
+    message.msg_controllen = space as _;
     transfer(&mut message)
 }
 
@@ -63,7 +64,7 @@ pub(crate) fn send(end: OwnedFd, listener: OwnedFd) -> io::Result<()> {
             let header = libc::CMSG_FIRSTHDR(message);
             (*header).cmsg_level = libc::SOL_SOCKET;
             (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), listener.as_raw_fd());
         }
         // SAFETY: a complete msghdr on our socket.

@@ -4,6 +4,7 @@
 //! domain is the run's outer one, entered before the fork (`filesystem::restrict_run`).
 
 use crate::capabilities;
+use crate::limits::RawResource;
 use crate::privileges;
 use crate::syscall_filter::{self, Listener};
 
@@ -17,7 +18,7 @@ pub(crate) fn program() -> &'static crate::SeccompProgram {
     &supervisor_filter::PROGRAM
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, value: u64, name: &str) -> Result<(), String> {
+fn set_limit(resource: RawResource, value: u64, name: &str) -> Result<(), String> {
     let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
     // SAFETY: setrlimit reads one struct that lives for the call.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {

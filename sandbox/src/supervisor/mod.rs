@@ -172,7 +172,8 @@ pub(crate) fn split<HostOnly>(
     // relay run beside the host or after it, not in its place. Best effort: nothing depends on it.
     // SAFETY: sched_setscheduler reads one sched_param that lives for the call.
     unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
+        // All zero: priority 0, and musl's extra fields unused.
+        let param: libc::sched_param = std::mem::zeroed();
         libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
     let children = Children { host: pid };
@@ -301,7 +302,9 @@ impl Supervisor {
                 wait = Some(wait.map_or(next, |gate| gate.min(next)));
             }
             let timeout = wait.map(|wait| libc::timespec {
-                tv_sec: wait.as_secs() as libc::time_t,
+                // 64 bits on the 64-bit targets, with glibc and musl (whose `time_t` the libc
+                // crate marks deprecated, so it is not named here).
+                tv_sec: wait.as_secs().try_into().unwrap_or(i64::MAX),
                 tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
             });
             let timeout_pointer = timeout.as_ref().map_or(std::ptr::null(), |timeout| timeout as *const libc::timespec);

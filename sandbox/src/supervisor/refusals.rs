@@ -108,7 +108,8 @@ pub(crate) fn answer(listener: RawFd, id: u64, allow: bool) -> io::Result<()> {
 fn send(listener: RawFd, response: libc::seccomp_notif_resp) -> io::Result<()> {
     // SAFETY: the listener is a seccomp notification descriptor; the response is a complete
     // `struct seccomp_notif_resp` that lives for the call.
-    sys::check(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) }).map(|_| ())
+    sys::check(unsafe { sys::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, std::ptr::addr_of!(response) as usize) })
+        .map(|_| ())
 }
 
 /// Answers notification `id` with the result of a call the supervisor made for the caller
@@ -122,10 +123,10 @@ pub(crate) fn answer_with(listener: RawFd, id: u64, result: Result<i64, i32>) ->
 }
 
 /// `ioctl(SECCOMP_IOCTL_NOTIF_SET_FLAGS)`: `_IOW('!', 4, __u64)` (Linux 6.6).
-const SECCOMP_IOCTL_NOTIF_SET_FLAGS: libc::c_ulong = 0x4008_2104;
+const SECCOMP_IOCTL_NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104;
 /// The one flag it takes: a notification wakes the supervisor on the caller's CPU, and the
 /// answer wakes the caller on the supervisor's, as a switch from one to the other.
-const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: usize = 1;
 
 /// Asks the kernel to hand each notification over as a switch on one CPU (the caller waits for
 /// the answer anyway), instead of waking the supervisor on another CPU, which is idle and
@@ -133,7 +134,7 @@ const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 /// before.
 pub(crate) fn prefer_synchronous_wake_ups(listener: RawFd) {
     // SAFETY: the listener is a seccomp notification descriptor; the flag is a plain integer.
-    unsafe { libc::ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) };
+    unsafe { sys::ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) };
 }
 
 /// Receives the next notification; `None` when its caller died meanwhile or the call was cut.
@@ -142,6 +143,7 @@ pub(crate) fn receive(listener: RawFd) -> Option<libc::seccomp_notif> {
     let mut notification: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: the listener is a seccomp notification descriptor; the struct is libc's
     // `struct seccomp_notif`.
-    let received = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notification) };
+    let received =
+        unsafe { sys::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, std::ptr::addr_of_mut!(notification) as usize) };
     (received == 0).then_some(notification)
 }

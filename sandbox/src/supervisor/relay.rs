@@ -60,9 +60,16 @@ fn write(fd: RawFd, bytes: &[u8]) -> isize {
 /// waiting when the pipe is full, whether or not the descriptor is nonblocking.
 fn write_nowait(fd: RawFd, bytes: &[u8]) -> isize {
     let piece = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
-    // SAFETY: one iovec over bytes valid for its length, which the kernel only reads; offset -1
-    // is the current position.
-    unsafe { libc::pwritev2(fd, &piece, 1, -1, libc::RWF_NOWAIT) }
+    // The offset as its two halves, low -1 (the current position) and high 0, as the
+    // supervisor's filter names them: a 64-bit kernel reads only the low half, and the C
+    // libraries fill the high one differently (glibc 0, musl all ones).
+    let (position_low, position_high): (libc::c_long, libc::c_long) = (-1, 0);
+    // SAFETY: one iovec over bytes valid for its length, which the kernel only reads.
+    let written = unsafe {
+        let (fd, flags) = (libc::c_long::from(fd), libc::c_long::from(libc::RWF_NOWAIT));
+        libc::syscall(libc::SYS_pwritev2, fd, &piece, 1 as libc::c_long, position_low, position_high, flags)
+    };
+    written as isize
 }
 
 /// Whether this kernel's pipes take `RWF_NOWAIT` on a write (older kernels answer EOPNOTSUPP,
@@ -171,7 +178,7 @@ impl Pump {
         }
         let mut queued: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int into `queued`.
-        let result = unsafe { libc::ioctl(gate, libc::FIONREAD, &mut queued) };
+        let result = unsafe { sys::ioctl(gate, libc::FIONREAD, std::ptr::addr_of_mut!(queued) as usize) };
         result == 0 && queued > 0
     }
 

@@ -38,7 +38,7 @@ const REQUEST_HEADER: usize = 12;
 /// `HOST_NOT_FOUND` of `<netdb.h>`.
 const HOST_NOT_FOUND: i32 = 1;
 /// `ioctl(SECCOMP_IOCTL_NOTIF_ADDFD)`: `_IOW('!', 3, struct seccomp_notif_addfd)`.
-const SECCOMP_IOCTL_NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
+const SECCOMP_IOCTL_NOTIF_ADDFD: libc::Ioctl = 0x4018_2103;
 /// Install at the number given (`newfd`), replacing what is there.
 const SECCOMP_ADDFD_FLAG_SETFD: u32 = 1;
 /// Lookups answered at once, at most (a script holding more gets EAGAIN).
@@ -81,7 +81,7 @@ pub(crate) fn attach(listener: RawFd, id: u64, fd: u64) -> io::Result<Lookup> {
     };
     // SAFETY: the listener is a seccomp notification descriptor; the request is a complete
     // `struct seccomp_notif_addfd` that lives for the call.
-    sys::check(unsafe { libc::ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &request) })?;
+    sys::check(unsafe { sys::ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, std::ptr::addr_of!(request) as usize) })?;
     Ok(Lookup { end: ours, request: Vec::new() })
 }
 

@@ -101,8 +101,7 @@ pub(crate) struct Plan {
 const PAGE: usize = 4096;
 
 fn open_null() -> io::Result<OwnedFd> {
-    // SAFETY: a constant NUL-terminated path.
-    sys::adopt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
+    sys::open(c"/dev/null", libc::O_RDWR | libc::O_CLOEXEC)
 }
 
 struct Pty {
@@ -112,20 +111,18 @@ struct Pty {
 }
 
 fn open_pty(caller: RawFd) -> io::Result<Pty> {
-    // SAFETY: a constant NUL-terminated path.
-    let master =
-        sys::adopt(unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    let master = sys::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)?;
     let unlock: libc::c_int = 0;
     let mut number: libc::c_uint = 0;
     // SAFETY: TIOCSPTLCK reads an int, TIOCGPTN writes an unsigned int, both ours.
     unsafe {
-        sys::check(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock))?;
-        sys::check(libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number))?;
+        sys::check(sys::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, std::ptr::addr_of!(unlock) as usize))?;
+        sys::check(sys::ioctl(master.as_raw_fd(), libc::TIOCGPTN, std::ptr::addr_of_mut!(number) as usize))?;
     }
     // TIOCGPTPEER opens the slave through the master itself: no path lookup to race.
     // SAFETY: the flags are passed as the open flags of the new descriptor.
     let slave = sys::adopt(unsafe {
-        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        sys::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as usize)
     })?;
     if let Some(modes) = terminal::modes(caller) {
         terminal::set_modes(slave.as_raw_fd(), &modes)?;
@@ -270,7 +267,7 @@ impl HostSide {
         sys::check(unsafe { libc::setsid() })?;
         if let Some(index) = self.terminal {
             // SAFETY: TIOCSCTTY on the slave of our own new terminal, from a session leader.
-            sys::check(unsafe { libc::ioctl(self.fds[index].as_raw_fd(), libc::TIOCSCTTY, 0) })?;
+            sys::check(unsafe { sys::ioctl(self.fds[index].as_raw_fd(), libc::TIOCSCTTY, 0) })?;
         }
         for (fd, slot) in self.map.iter().enumerate() {
             match slot {
@@ -341,7 +338,9 @@ impl SupervisorSide {
             let mut unread: libc::c_int = 0;
             // SAFETY: FIONREAD writes one int; lseek takes integers (a regular file, by the plan).
             unsafe {
-                if libc::ioctl(probe.as_raw_fd(), libc::FIONREAD, &mut unread) == 0 && unread > 0 {
+                if sys::ioctl(probe.as_raw_fd(), libc::FIONREAD, std::ptr::addr_of_mut!(unread) as usize) == 0
+                    && unread > 0
+                {
                     libc::lseek(0, -libc::off_t::from(unread), libc::SEEK_CUR);
                 }
             }

@@ -1,5 +1,6 @@
 //! Thin, checked wrappers over the few system calls the supervisor repeats.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -15,6 +16,34 @@ pub(crate) fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(result)
     }
+}
+
+/// `ioctl(fd, request, argument)`, with the request number passed as the kernel reads it (an
+/// unsigned 32-bit number, zero-extended). musl's `ioctl` takes an `int` and sign-extends a
+/// number with its top bit set (`SECCOMP_IOCTL_NOTIF_RECV`, `TIOCGPTN`), which the supervisor's
+/// own filter, comparing all 64 bits, would refuse; glibc passes what this passes.
+///
+/// # Safety
+/// `argument` is what `request` expects: the address of a live object of its type (as `usize`),
+/// or a plain value.
+pub(crate) unsafe fn ioctl(fd: RawFd, request: libc::Ioctl, argument: usize) -> libc::c_int {
+    // Ioctl numbers are 32 bits: the cast keeps them and drops a sign extension.
+    let request = libc::c_ulong::from(request as u32);
+    // SAFETY: the caller's contract; the kernel reads or writes at most the request's object.
+    let result = unsafe { libc::syscall(libc::SYS_ioctl, libc::c_long::from(fd), request, argument) };
+    // An ioctl returns an int (or -1 with errno set).
+    result as libc::c_int
+}
+
+/// Opens `path` by one `openat(AT_FDCWD, path, flags)` with exactly these flags. The C library's
+/// `open` may add flags (musl's O_LARGEFILE) and calls (musl's `fcntl(F_SETFD)` after an
+/// O_CLOEXEC open), which the supervisor's filter has no reason to allow.
+pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let (directory, flags, mode) = (libc::c_long::from(libc::AT_FDCWD), libc::c_long::from(flags), 0 as libc::c_long);
+    // SAFETY: a NUL-terminated path that lives for the call; the kernel returns a new descriptor.
+    let result = unsafe { libc::syscall(libc::SYS_openat, directory, path.as_ptr(), flags, mode) };
+    // A descriptor fits an int (or -1 with errno set).
+    adopt(result as libc::c_int)
 }
 
 /// A pipe, both ends close-on-exec: (read end, write end).

@@ -64,8 +64,8 @@ pub(crate) fn copy_window_size(from: RawFd, to: RawFd) {
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ fills `size`; TIOCSWINSZ reads it.
     unsafe {
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut size) == 0 {
-            libc::ioctl(to, libc::TIOCSWINSZ, &size);
+        if sys::ioctl(from, libc::TIOCGWINSZ, std::ptr::addr_of_mut!(size) as usize) == 0 {
+            sys::ioctl(to, libc::TIOCSWINSZ, std::ptr::addr_of!(size) as usize);
         }
     }
 }

@@ -121,14 +121,10 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         let binary = match binary {
             Some(binary) => binary,
             None => {
-                crate::run(crate::cargo().current_dir(root).args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "--package",
-                    &name,
-                ]))?;
-                root.join("target/release").join(&name)
+                let manifest = crate::hosts::named(root, &name)?;
+                crate::hosts::ensure_targets(std::slice::from_ref(&manifest))?;
+                crate::hosts::build(root, &[&manifest], |_| Vec::new(), |_| {})?;
+                crate::hosts::release_binary(root, &manifest)
             }
         };
         if !binary.is_file() {

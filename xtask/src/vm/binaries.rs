@@ -1,7 +1,7 @@
 //! The guest's binaries, built in `target/vm`: the static hosts and this xtask (the in-guest
 //! runner) with `+crt-static` for `x86_64-unknown-linux-gnu` (the explicit target keeps build
-//! scripts and proc macros dynamic host programs), and the hosts that need the dynamic loader
-//! (hpython) as usual. Cargo's JSON messages say where each binary is, where its build script
+//! scripts and proc macros dynamic host programs), the hosts built with musl for its target
+//! (static by nature), and the hosts that need the dynamic loader (hpython) as usual. Cargo's JSON messages say where each binary is, where its build script
 //! wrote the landlock table ([`h_resolve::TABLE_LIST`]) and what it set with `cargo:rustc-env`.
 
 use std::collections::BTreeMap;
@@ -118,8 +118,10 @@ pub fn require_static(path: &Path) -> Result<()> {
 
 pub fn build(root: &Path) -> Result<Binaries> {
     let manifests = h_testkit::manifests(root).map_err(anyhow::Error::msg)?;
+    crate::hosts::ensure_targets(&manifests)?;
     let mut arguments = vec!["--target", TRIPLE, "--package", "xtask"];
-    for manifest in manifests.iter().filter(|manifest| manifest.build.static_libc) {
+    let glibc_static = |manifest: &&Manifest| manifest.build.static_libc && manifest.target().is_none();
+    for manifest in manifests.iter().filter(glibc_static) {
         arguments.extend(["--package", manifest.name.as_str()]);
     }
     // The build scripts resolve the interpreters of this machine (what the guest gets), not the
@@ -129,6 +131,19 @@ pub fn build(root: &Path) -> Result<Binaries> {
         command.env("RUSTFLAGS", "-C target-feature=+crt-static");
         unset.iter().for_each(|name| _ = command.env_remove(name));
     })?;
+    let mut other_targets: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for manifest in &manifests {
+        if let Some(target) = manifest.target() {
+            other_targets.entry(target).or_default().extend(["--package", manifest.name.as_str()]);
+        }
+    }
+    for (target, target_packages) in &other_targets {
+        let arguments: Vec<&str> =
+            ["--target", target.as_str()].into_iter().chain(target_packages.iter().copied()).collect();
+        packages.extend(cargo_build(root, &arguments, |command| {
+            unset.iter().for_each(|name| _ = command.env_remove(name));
+        })?);
+    }
     let mut dynamic_arguments = Vec::new();
     for manifest in manifests.iter().filter(|manifest| !manifest.build.static_libc) {
         dynamic_arguments.extend(["--package", manifest.name.as_str()]);

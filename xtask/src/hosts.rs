@@ -1,0 +1,80 @@
+//! Building the hosts where their manifests say: most for cargo's default target, hsh and hnode
+//! for musl's (`c_library = "musl"`), so one `cargo build` per target.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use h_testkit::Manifest;
+
+/// Every host's manifest.
+pub fn all(root: &Path) -> Result<Vec<Manifest>> {
+    h_testkit::manifests(root).map_err(anyhow::Error::msg)
+}
+
+/// The manifest of the host `name`.
+pub fn named(root: &Path, name: &str) -> Result<Manifest> {
+    let known = all(root)?;
+    let names: Vec<String> = known.iter().map(|manifest| manifest.name.clone()).collect();
+    known
+        .into_iter()
+        .find(|manifest| manifest.name == name)
+        .with_context(|| format!("no host named {name:?} (hosts: {})", names.join(", ")))
+}
+
+/// Installs the Rust standard library of every target a host is built for that rustup does not
+/// have yet (`rustup target add x86_64-unknown-linux-musl`).
+pub fn ensure_targets(manifests: &[Manifest]) -> Result<()> {
+    let wanted: BTreeSet<String> = manifests.iter().filter_map(Manifest::target).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup: hsh and hnode are built for musl's target, which rustup installs")?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let installed: BTreeSet<&str> = text.lines().map(str::trim).collect();
+    let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|target| !installed.contains(target)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    crate::run(Command::new("rustup").args(["target", "add"]).args(&missing))
+}
+
+/// `cargo build --release --quiet` of `hosts`, one run per target, each host's packages with
+/// `package_arguments(name)` after its `--package NAME`; `configure` sets what every run shares
+/// (a target directory).
+pub fn build(
+    root: &Path,
+    hosts: &[&Manifest],
+    package_arguments: impl Fn(&str) -> Vec<String>,
+    configure: impl Fn(&mut Command),
+) -> Result<()> {
+    if hosts.is_empty() {
+        bail!("no host to build");
+    }
+    let mut by_target: BTreeMap<Option<String>, Vec<&str>> = BTreeMap::new();
+    for manifest in hosts {
+        by_target.entry(manifest.target()).or_default().push(&manifest.name);
+    }
+    for (target, names) in by_target {
+        let mut build = crate::cargo();
+        build.current_dir(root).args(["build", "--release", "--quiet"]);
+        if let Some(target) = &target {
+            build.args(["--target", target]);
+        }
+        for name in names {
+            build.args(["--package", name]).args(package_arguments(name));
+        }
+        configure(&mut build);
+        crate::run(&mut build)?;
+    }
+    Ok(())
+}
+
+/// The release binary of `manifest` in the project's own target directory.
+pub fn release_binary(root: &Path, manifest: &Manifest) -> PathBuf {
+    manifest.release_binary(&root.join("target"))
+}
