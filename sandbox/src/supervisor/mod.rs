@@ -169,12 +169,15 @@ pub(crate) fn split<HostOnly>(
     }
     drop((host_end, host, host_only));
     // The supervisor never preempts the host when it wakes (SCHED_BATCH): the handoff and the
-    // relay run beside the host or after it, not in its place. Best effort: nothing depends on it.
-    // SAFETY: sched_setscheduler reads one sched_param that lives for the call.
+    // relay run beside the host or after it, not in its place, and the relay finds the host's
+    // small writes gathered in its pipe rather than waking for each. Best effort: nothing
+    // depends on it. The system call itself: musl's sched_setscheduler only answers ENOSYS.
+    // SAFETY: an all-zero sched_param (priority 0; musl's extra fields unused) that lives for
+    // the call, which only reads it.
     unsafe {
-        // All zero: priority 0, and musl's extra fields unused.
         let param: libc::sched_param = std::mem::zeroed();
-        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+        let (this_process, policy) = (0 as libc::c_long, libc::c_long::from(libc::SCHED_BATCH));
+        libc::syscall(libc::SYS_sched_setscheduler, this_process, policy, &param);
     }
     let children = Children { host: pid };
     let signals = match Signals::open() {
