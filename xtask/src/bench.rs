@@ -254,7 +254,7 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], hosts: &[&str]) -> Res
         let Some((_, workload)) = hello else { continue };
         let script = &workload.script[0];
         let Some(manifest) = manifests.iter().find(|manifest| manifest.name == *host) else { continue };
-        let binary = manifest.release_binary(&target);
+        let binary = crate::hosts::binary_in(&target, manifest);
         let mut stages: Vec<(String, Vec<u64>)> = Vec::new();
         let mut record = |stage: String, micros: u64| match stages.iter_mut().find(|(known, _)| *known == stage) {
             Some((_, values)) => values.push(micros),

@@ -157,7 +157,7 @@ fn main() -> Result<()> {
             // ship; everything else for cargo's default target.
             let mut by_target: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
             for manifest in &manifests {
-                if let Some(target) = manifest.target() {
+                if let Some(target) = hosts::target(manifest) {
                     by_target.entry(target).or_default().push(&manifest.name);
                 }
             }

@@ -120,7 +120,7 @@ pub fn build(root: &Path) -> Result<Binaries> {
     let manifests = h_testkit::manifests(root).map_err(anyhow::Error::msg)?;
     crate::hosts::ensure_targets(&manifests)?;
     let mut arguments = vec!["--target", TRIPLE, "--package", "xtask"];
-    let glibc_static = |manifest: &&Manifest| manifest.build.static_libc && manifest.target().is_none();
+    let glibc_static = |manifest: &&Manifest| manifest.build.static_libc && crate::hosts::target(manifest).is_none();
     for manifest in manifests.iter().filter(glibc_static) {
         arguments.extend(["--package", manifest.name.as_str()]);
     }
@@ -133,7 +133,7 @@ pub fn build(root: &Path) -> Result<Binaries> {
     })?;
     let mut other_targets: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for manifest in &manifests {
-        if let Some(target) = manifest.target() {
+        if let Some(target) = crate::hosts::target(manifest) {
             other_targets.entry(target).or_default().extend(["--package", manifest.name.as_str()]);
         }
     }
