@@ -165,13 +165,13 @@ pub fn run(root: &Path, arguments: &[String]) -> Result<()> {
         rows(root)?.into_iter().filter(|(manifest, _)| wanted(&manifest.name)).collect();
     let mut hosts: Vec<&str> = rows.iter().map(|(manifest, _)| manifest.name.as_str()).collect();
     hosts.dedup();
-    if breakdown {
-        return breakdowns(root, &rows, &hosts);
-    }
     let manifests: Vec<&Manifest> = hosts
         .iter()
         .filter_map(|host| rows.iter().map(|(manifest, _)| manifest).find(|manifest| manifest.name == *host))
         .collect();
+    if breakdown {
+        return breakdowns(root, &rows, &manifests);
+    }
     crate::hosts::build(root, &manifests, |_| Vec::new(), |_| {})?;
     let mut table = String::from(
         "| host | workload | bare (ms) | host (ms) | host / bare | goal | peers |\n|---|---|---|---|---|---|---|\n",
@@ -240,20 +240,16 @@ fn parse_marks(stderr: &str) -> Option<(Marks, Marks)> {
 }
 
 /// Builds the hosts with start-up timestamps and prints the median time of each stage.
-fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], hosts: &[&str]) -> Result<()> {
+fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest]) -> Result<()> {
     let target = root.join("target/timing");
-    let manifests: Vec<&Manifest> = hosts
-        .iter()
-        .filter_map(|host| rows.iter().map(|(manifest, _)| manifest).find(|manifest| manifest.name == *host))
-        .collect();
     let timing = |host: &str| vec!["--features".to_string(), format!("{host}/timing")];
-    crate::hosts::build(root, &manifests, timing, |build| _ = build.env("CARGO_TARGET_DIR", &target))?;
+    crate::hosts::build(root, manifests, timing, |build| _ = build.env("CARGO_TARGET_DIR", &target))?;
     const RUNS: usize = 200;
-    for host in hosts {
-        let hello = rows.iter().find(|(manifest, workload)| manifest.name == *host && workload.name == "hello");
+    for manifest in manifests {
+        let host = &manifest.name;
+        let hello = rows.iter().find(|(row, workload)| row.name == *host && workload.name == "hello");
         let Some((_, workload)) = hello else { continue };
         let script = &workload.script[0];
-        let Some(manifest) = manifests.iter().find(|manifest| manifest.name == *host) else { continue };
         let binary = crate::hosts::binary_in(&target, manifest);
         let mut stages: Vec<(String, Vec<u64>)> = Vec::new();
         let mut record = |stage: String, micros: u64| match stages.iter_mut().find(|(known, _)| *known == stage) {

@@ -67,6 +67,16 @@ fn install_targets(manifests: &[Manifest]) -> Result<()> {
     crate::run(Command::new("rustup").args(["target", "add"]).args(&missing))
 }
 
+/// `manifests` grouped by the target each is built for in this run ([`target`]; `None` for
+/// cargo's default), in a fixed order.
+pub fn by_target<'a>(manifests: impl IntoIterator<Item = &'a Manifest>) -> BTreeMap<Option<String>, Vec<&'a Manifest>> {
+    let mut groups: BTreeMap<Option<String>, Vec<&Manifest>> = BTreeMap::new();
+    for manifest in manifests {
+        groups.entry(target(manifest)).or_default().push(manifest);
+    }
+    groups
+}
+
 /// `cargo build --release --quiet` of `hosts`, one run per target, each host's packages with
 /// `package_arguments(name)` after its `--package NAME`; `configure` sets what every run shares
 /// (a target directory).
@@ -79,18 +89,14 @@ pub fn build(
     if hosts.is_empty() {
         bail!("no host to build");
     }
-    let mut by_target: BTreeMap<Option<String>, Vec<&str>> = BTreeMap::new();
-    for manifest in hosts {
-        by_target.entry(target(manifest)).or_default().push(&manifest.name);
-    }
-    for (target, names) in by_target {
+    for (target, group) in by_target(hosts.iter().copied()) {
         let mut build = crate::cargo();
         build.current_dir(root).args(["build", "--release", "--quiet"]);
         if let Some(target) = &target {
             build.args(["--target", target]);
         }
-        for name in names {
-            build.args(["--package", name]).args(package_arguments(name));
+        for manifest in group {
+            build.args(["--package", &manifest.name]).args(package_arguments(&manifest.name));
         }
         configure(&mut build);
         crate::run(&mut build)?;

@@ -155,21 +155,23 @@ fn main() -> Result<()> {
             ]))?;
             // The hosts built for another target (musl) are linted, tested and run there, as they
             // ship; everything else for cargo's default target.
-            let mut by_target: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
-            for manifest in &manifests {
-                if let Some(target) = hosts::target(manifest) {
-                    by_target.entry(target).or_default().push(&manifest.name);
-                }
-            }
-            for (target, names) in &by_target {
-                let packages: Vec<&str> = names.iter().flat_map(|name| ["--package", name]).collect();
+            let other_targets: Vec<(String, Vec<&h_testkit::Manifest>)> = hosts::by_target(&manifests)
+                .into_iter()
+                .filter_map(|(target, group)| target.map(|target| (target, group)))
+                .collect();
+            let with_flag = |flag: &'static str, group: &[&h_testkit::Manifest]| -> Vec<String> {
+                group.iter().flat_map(|manifest| [flag.to_string(), manifest.name.clone()]).collect()
+            };
+            for (target, group) in &other_targets {
                 let clippy = ["clippy", "--release", "--target", target, "--all-targets"];
+                let packages = with_flag("--package", group);
                 run(cargo().current_dir(&root).args(clippy).args(&packages).args(["--", "-D", "warnings"]))?;
             }
-            let excluded: Vec<&str> = by_target.values().flatten().flat_map(|name| ["--exclude", name]).collect();
+            let moved: Vec<&h_testkit::Manifest> = other_targets.iter().flat_map(|(_, group)| group.clone()).collect();
+            let excluded = with_flag("--exclude", &moved);
             run(cargo().current_dir(&root).args(["test", "--release", "--workspace"]).args(&excluded))?;
-            for (target, names) in &by_target {
-                let packages: Vec<&str> = names.iter().flat_map(|name| ["--package", name]).collect();
+            for (target, group) in &other_targets {
+                let packages = with_flag("--package", group);
                 run(cargo().current_dir(&root).args(["test", "--release", "--target", target]).args(&packages))?;
             }
             // The release binaries check_linking reads, as `cargo xtask run` builds them.

@@ -1,8 +1,8 @@
 //! The guest's binaries, built in `target/vm`: the static hosts and this xtask (the in-guest
 //! runner) with `+crt-static` for `x86_64-unknown-linux-gnu` (the explicit target keeps build
 //! scripts and proc macros dynamic host programs), the hosts built with musl for its target
-//! (static by nature), and the hosts that need the dynamic loader (hpython) as usual. Cargo's JSON messages say where each binary is, where its build script
-//! wrote the landlock table ([`h_resolve::TABLE_LIST`]) and what it set with `cargo:rustc-env`.
+//! (static by nature), and the hosts that need the dynamic loader (hpython) as usual. Cargo's
+//! JSON messages say where each binary is, where its build script wrote the landlock table ([`h_resolve::TABLE_LIST`]) and what it set with `cargo:rustc-env`.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -131,15 +131,10 @@ pub fn build(root: &Path) -> Result<Binaries> {
         command.env("RUSTFLAGS", "-C target-feature=+crt-static");
         unset.iter().for_each(|name| _ = command.env_remove(name));
     })?;
-    let mut other_targets: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for manifest in &manifests {
-        if let Some(target) = crate::hosts::target(manifest) {
-            other_targets.entry(target).or_default().extend(["--package", manifest.name.as_str()]);
-        }
-    }
-    for (target, target_packages) in &other_targets {
-        let arguments: Vec<&str> =
-            ["--target", target.as_str()].into_iter().chain(target_packages.iter().copied()).collect();
+    for (target, group) in crate::hosts::by_target(&manifests) {
+        let Some(target) = target else { continue };
+        let mut arguments = vec!["--target", target.as_str()];
+        arguments.extend(group.iter().flat_map(|manifest| ["--package", manifest.name.as_str()]));
         packages.extend(cargo_build(root, &arguments, |command| {
             unset.iter().for_each(|name| _ = command.env_remove(name));
         })?);
