@@ -52,9 +52,13 @@ createLinter().then((lint) => {
 "#;
 
 pub(super) fn check_sources(_: &Workspace, tree: &Path) -> Result<()> {
-    // rust-version: what the dependencies need at least.
+    // rust-version: what the dependencies need at least. The metadata covers every platform's
+    // packages, which this machine's builds do not all fetch (on a fresh machine, redox's
+    // bitflags under mlua's parking_lot was missing): fetched first, exactly as locked.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    output_of(Command::new(&cargo).args(["fetch", "--locked", "--manifest-path"]).arg(tree.join("Cargo.toml")))?;
     let metadata = output_of(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        Command::new(&cargo)
             .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
             .arg(tree.join("Cargo.toml")),
     )?;
