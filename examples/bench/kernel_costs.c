@@ -6,6 +6,9 @@
  *   /tmp/kernel_costs install LENGTH N      # us per seccomp install of a LENGTH-instruction program
  *   /tmp/kernel_costs install-short LENGTH N  # the same length, but every evaluation runs 3 of them
  *   /tmp/kernel_costs compare A B N         # us per install of two programs, alternately
+ *   /tmp/kernel_costs call LAYERS N         # ns per getppid (entering the kernel) under LAYERS
+ *   /tmp/kernel_costs capbset N             # us to empty the capability bounding set (root)
+ *   /tmp/kernel_costs capbset-read N        # the same, reading each capability before its drop
  *
  * `compare` reads each program as lines of "code jt jf k" (hexadecimal code and k), e.g. from a
  * committed program: grep -o 'SockFilter {[^}]*}' hosts/hlua/src/generated/seccomp_x86_64.rs |
@@ -66,10 +69,8 @@ static void seccomp_layer(struct sock_filter *program, unsigned short length) {
         fail("seccomp");
 }
 
-static void open_loop(const char *file, const char *layers, int count) {
-    char directory[4096];
-    snprintf(directory, sizeof directory, "%s", file);
-    dirname(directory);
+/* Applies LAYERS in order (see the comment at the top); `directory` is the 'd' layer's rule. */
+static void apply_layers(const char *layers, const char *directory) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
         fail("no_new_privs");
     struct sock_filter allow_all[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
@@ -92,6 +93,13 @@ static void open_loop(const char *file, const char *layers, int count) {
         default: fprintf(stderr, "unknown layer %c\n", *layer); exit(1);
         }
     }
+}
+
+static void open_loop(const char *file, const char *layers, int count) {
+    char directory[4096];
+    snprintf(directory, sizeof directory, "%s", file);
+    dirname(directory);
+    apply_layers(layers, directory);
     char buffer[4096];
     struct stat status;
     double start = now_ns();
@@ -105,6 +113,47 @@ static void open_loop(const char *file, const char *layers, int count) {
         close(fd);
     }
     printf("open %-6s %8.1f ns per openat+fstat+read+close\n", layers, (now_ns() - start) / count);
+}
+
+/* What entering the kernel costs: getppid (no work of its own) COUNT times under LAYERS. */
+static void call_loop(const char *layers, int count) {
+    apply_layers(layers, "/");
+    double start = now_ns();
+    for (int i = 0; i < count; i++)
+        syscall(SYS_getppid);
+    printf("call %-6s %8.1f ns per getppid\n", layers, (now_ns() - start) / count);
+}
+
+/* Dropping the whole capability bounding set (as the sandbox does when run by root), in a fresh
+ * child each time: every PR_CAPBSET_DROP commits a new set of credentials. With `read_first`,
+ * each capability is read first and dropped only if present (one more call each). */
+static void capbset_loop(int count, int read_first) {
+    int pipe_ends[2];
+    if (pipe(pipe_ends))
+        fail("pipe");
+    double total = 0;
+    for (int run = 0; run < count; run++) {
+        pid_t child = fork();
+        if (child == 0) {
+            double start = now_ns();
+            for (int capability = 0; capability < 64; capability++) {
+                if (read_first && prctl(PR_CAPBSET_READ, capability, 0, 0, 0) != 1)
+                    break;
+                if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0)
+                    break;
+            }
+            double spent = now_ns() - start;
+            if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
+                _exit(1);
+            _exit(0);
+        }
+        double spent = 0;
+        if (read(pipe_ends[0], &spent, sizeof spent) != sizeof spent)
+            fail("read");
+        waitpid(child, NULL, 0);
+        total += spent;
+    }
+    printf("capbset%s %8.1f us per emptied bounding set\n", read_first ? "-read" : "", total / count / 1000);
 }
 
 /* One install of `program` in a fresh child, in nanoseconds. */
@@ -194,9 +243,15 @@ int main(int argc, char **argv) {
         install_loop(atoi(argv[2]), atoi(argv[3]), 1);
     else if (argc == 5 && strcmp(argv[1], "compare") == 0 && atoi(argv[4]) > 0)
         compare_loop(argv[2], argv[3], atoi(argv[4]));
+    else if (argc == 4 && strcmp(argv[1], "call") == 0 && atoi(argv[3]) > 0)
+        call_loop(argv[2], atoi(argv[3]));
+    else if (argc == 3 && strcmp(argv[1], "capbset") == 0 && atoi(argv[2]) > 0)
+        capbset_loop(atoi(argv[2]), 0);
+    else if (argc == 3 && strcmp(argv[1], "capbset-read") == 0 && atoi(argv[2]) > 0)
+        capbset_loop(atoi(argv[2]), 1);
     else {
-        fprintf(stderr, "usage: kernel_costs open FILE LAYERS N | install LENGTH N | install-short LENGTH N"
-                        " | compare A B N\n");
+        fprintf(stderr, "usage: kernel_costs open FILE LAYERS N | call LAYERS N | install LENGTH N"
+                        " | install-short LENGTH N | compare A B N | capbset N | capbset-read N\n");
         return 1;
     }
     return 0;
