@@ -26,4 +26,8 @@ pub const GUEST_FILES: &[&str] = &[
     "/usr/bin/find",
     "/usr/bin/id",
     "/usr/bin/script",
+    // hsh/attacks/launcher-exec-once: perl (perl-base: no module needed for `-e`) makes the
+    // launcher's execveat again, from a descriptor opened on echo.
+    "/usr/bin/perl",
+    "/usr/bin/echo",
 ];
