@@ -124,45 +124,13 @@ static void call_loop(const char *layers, int count) {
     printf("call %-6s %8.1f ns per getppid\n", layers, (now_ns() - start) / count);
 }
 
-/* Dropping the whole capability bounding set (as the sandbox does when run by root), in a fresh
- * child each time: every PR_CAPBSET_DROP commits a new set of credentials. With `read_first`,
- * each capability is read first and dropped only if present (one more call each). */
-static void capbset_loop(int count, int read_first) {
-    int pipe_ends[2];
-    if (pipe(pipe_ends))
-        fail("pipe");
-    double total = 0;
-    for (int run = 0; run < count; run++) {
-        pid_t child = fork();
-        if (child == 0) {
-            double start = now_ns();
-            for (int capability = 0; capability < 64; capability++) {
-                if (read_first && prctl(PR_CAPBSET_READ, capability, 0, 0, 0) != 1)
-                    break;
-                if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0)
-                    break;
-            }
-            double spent = now_ns() - start;
-            if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
-                _exit(1);
-            _exit(0);
-        }
-        double spent = 0;
-        if (read(pipe_ends[0], &spent, sizeof spent) != sizeof spent)
-            fail("read");
-        waitpid(child, NULL, 0);
-        total += spent;
-    }
-    printf("capbset%s %8.1f us per emptied bounding set\n", read_first ? "-read" : "", total / count / 1000);
-}
-
-/* One install of `program` in a fresh child, in nanoseconds. */
-static double install_once(const struct sock_filter *program, int length, int pipe_ends[2]) {
+/* Runs `work(argument)` once in a fresh child and returns how long it took there, in
+ * nanoseconds; the child reports through `pipe_ends`. */
+static double in_fresh_child(void (*work)(const void *), const void *argument, int pipe_ends[2]) {
     pid_t child = fork();
     if (child == 0) {
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         double start = now_ns();
-        seccomp_layer((struct sock_filter *)program, length);
+        work(argument);
         double spent = now_ns() - start;
         if (write(pipe_ends[1], &spent, sizeof spent) != sizeof spent)
             _exit(1);
@@ -173,6 +141,44 @@ static double install_once(const struct sock_filter *program, int length, int pi
         fail("read");
     waitpid(child, NULL, 0);
     return spent;
+}
+
+/* Empties the capability bounding set (as the sandbox does when run by root): every
+ * PR_CAPBSET_DROP commits a new set of credentials. With `*read_first`, each capability is read
+ * first and dropped only if present (one more call each). */
+static void empty_bounding_set(const void *read_first) {
+    for (int capability = 0; capability < 64; capability++) {
+        if (*(const int *)read_first && prctl(PR_CAPBSET_READ, capability, 0, 0, 0) != 1)
+            break;
+        if (prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0)
+            break;
+    }
+}
+
+static void capbset_loop(int count, int read_first) {
+    int pipe_ends[2];
+    if (pipe(pipe_ends))
+        fail("pipe");
+    double total = 0;
+    for (int run = 0; run < count; run++)
+        total += in_fresh_child(empty_bounding_set, &read_first, pipe_ends);
+    printf("capbset%s %8.1f us per emptied bounding set\n", read_first ? "-read" : "", total / count / 1000);
+}
+
+struct install { const struct sock_filter *program; int length; };
+
+static void install(const void *argument) {
+    const struct install *what = argument;
+    seccomp_layer((struct sock_filter *)what->program, what->length);
+}
+
+/* One install of `program` in a fresh child (no_new_privs set before the clock starts), in
+ * nanoseconds. */
+static double install_once(const struct sock_filter *program, int length, int pipe_ends[2]) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+        fail("no_new_privs");
+    struct install what = { program, length };
+    return in_fresh_child(install, &what, pipe_ends);
 }
 
 /* LENGTH instructions that every evaluation runs through (jumps that never branch), then allow:

@@ -1,9 +1,10 @@
 //! How the seccomp notification listener reaches the supervisor: the host sends it over a
 //! socketpair (`SCM_RIGHTS`) right after installing its filter, closes its own copy and goes on
 //! at once; nothing of the host waits for the supervisor (hsh's and hnode's launcher execs next,
-//! and the supervisor lets that exec run before it hardens itself: `Supervisor::take_listener`). The host's end sits at
-//! [`HANDOFF_FD`], the one descriptor on which its filter allows `sendmsg`; once the host has
-//! closed it, that number can only ever be a socketpair the script made itself.
+//! and the supervisor lets that exec run before it hardens itself: `Supervisor::take_listener`).
+//! The host's end sits at [`HANDOFF_FD`], the one descriptor on which its filter allows
+//! `sendmsg`; once the host has closed it, that number can only ever be a socketpair the script
+//! made itself.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -2,7 +2,8 @@
 //! runner) with `+crt-static` for `x86_64-unknown-linux-gnu` (the explicit target keeps build
 //! scripts and proc macros dynamic host programs), the hosts built with musl for its target
 //! (static by nature), and the hosts that need the dynamic loader (hpython) as usual. Cargo's
-//! JSON messages say where each binary is, where its build script wrote the landlock table ([`h_resolve::TABLE_LIST`]) and what it set with `cargo:rustc-env`.
+//! JSON messages say where each binary is, where its build script wrote the landlock table
+//! ([`h_resolve::TABLE_LIST`]) and what it set with `cargo:rustc-env`.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
