@@ -5,11 +5,14 @@
 //! [`LandlockFeatures`] and shown by `--print-policy`. No landlock at all is an error unless the
 //! user asked for a degraded run.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
 
+use crate::paths;
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -143,7 +146,7 @@ pub enum LandlockError {
     #[error("cannot build the ruleset: {0}")]
     Ruleset(landlock::RulesetError),
     #[error("cannot open {path} for a rule: {source}")]
-    Path { path: PathBuf, source: landlock::PathFdError },
+    Path { path: PathBuf, source: std::io::Error },
     #[error("cannot add the rule for {path}: {source}")]
     Rule { path: PathBuf, source: landlock::RulesetError },
     #[error("cannot add the rule for TCP port {port}: {source}")]
@@ -159,17 +162,23 @@ pub enum LandlockError {
 pub(crate) struct OpenedRule {
     /// The path as the rule names it (for errors).
     path: PathBuf,
-    descriptor: PathFd,
+    /// The path itself when it was opened as its own canonical name ([`paths::open_exact`]).
+    canonical: Option<PathBuf>,
+    descriptor: OwnedFd,
     pub(crate) is_directory: bool,
     pub(crate) access: FsAccess,
 }
 
 impl OpenedRule {
-    /// The rule's path made canonical, as the supervisor compares the paths it resolves. By
-    /// realpath, not by reading `/proc/self/fd/N` of the descriptor: a /proc lookup per rule
-    /// costs more than the component walk (hpython's run domain: 191 against 153 µs).
+    /// The rule's path made canonical, as the supervisor compares the paths it resolves: known
+    /// when the path was opened as its own canonical name, else by realpath (not by reading
+    /// `/proc/self/fd/N` of the descriptor: a /proc lookup per rule costs more than the
+    /// component walk, hpython's run domain 191 against 153 µs).
     pub(crate) fn canonical_path(&self) -> Option<PathBuf> {
-        std::fs::canonicalize(&self.path).ok()
+        match &self.canonical {
+            Some(path) => Some(path.clone()),
+            None => std::fs::canonicalize(&self.path).ok(),
+        }
     }
 }
 
@@ -179,20 +188,36 @@ pub(crate) fn open_rules(rules: &[FsRule]) -> Result<Vec<OpenedRule>, LandlockEr
     rules
         .iter()
         .map(|rule| {
-            let descriptor =
-                PathFd::new(&rule.path).map_err(|source| LandlockError::Path { path: rule.path.clone(), source })?;
+            let (descriptor, canonical) = match paths::open_exact(&rule.path) {
+                Some(descriptor) => (descriptor, Some(rule.path.clone())),
+                None => (open_path(&rule.path)?, None),
+            };
             let is_directory = is_directory(&descriptor);
-            Ok(OpenedRule { path: rule.path.clone(), descriptor, is_directory, access: rule.access })
+            Ok(OpenedRule { path: rule.path.clone(), canonical, descriptor, is_directory, access: rule.access })
         })
         .collect()
 }
 
-fn is_directory(descriptor: &PathFd) -> bool {
+/// Opens `path` `O_PATH | O_CLOEXEC`, following symlinks.
+fn open_path(path: &Path) -> Result<OwnedFd, LandlockError> {
+    let error = |source| LandlockError::Path { path: path.to_path_buf(), source };
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    // SAFETY: `c_path` is NUL-terminated; O_PATH opens neither read nor write and takes no mode.
+    let descriptor = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if descriptor < 0 {
+        return Err(error(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just returned this descriptor, open and owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(descriptor) })
+}
+
+fn is_directory(descriptor: &OwnedFd) -> bool {
     // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
     let mut status: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: the descriptor is open for the call (an O_PATH descriptor may be fstat'ed); fstat
     // writes one `stat` that we own.
-    let result = unsafe { libc::fstat(descriptor.as_fd().as_raw_fd(), &mut status) };
+    let result = unsafe { libc::fstat(descriptor.as_raw_fd(), &mut status) };
     result == 0 && status.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 

@@ -10,6 +10,7 @@ mod environment;
 pub mod exec;
 mod filesystem;
 mod limits;
+mod paths;
 mod privileges;
 pub mod seccomp_program;
 mod supervisor;
@@ -26,6 +27,7 @@ pub use filesystem::{
     landlock_abi, FsAccess, FsRule, LandlockError, LandlockFeature, LandlockFeatures, LandlockOutcome,
 };
 pub use limits::{Limit, Resource, RlimitError, RLIMIT_RESOURCES};
+pub use paths::canonical;
 pub use privileges::NoNewPrivsError;
 pub use seccomp_program::{NotificationKind, RuleAction, RuleDescription, SeccompProgram, SockFilter};
 pub use supervisor::learning::OBSERVED;

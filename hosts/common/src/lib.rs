@@ -106,7 +106,7 @@ pub fn fail(host: &str, message: impl std::fmt::Display) -> ! {
 }
 
 fn canonical_existing(what: &'static str, path: &Path) -> Result<PathBuf, StartError> {
-    std::fs::canonicalize(path).map_err(|error| StartError::Path { what, path: path.to_path_buf(), error })
+    h_sandbox::canonical(path).map_err(|error| StartError::Path { what, path: path.to_path_buf(), error })
 }
 
 /// The limits to set: the profile's defaults (or none with `-R`), the memory budget mapped onto
@@ -228,7 +228,7 @@ pub fn build_policy(profile: &HostProfile, options: &Options) -> Result<(Policy,
     if options.allow_localtime {
         add(canonical_existing("cannot access", Path::new("/etc/localtime"))?, FsAccess::Read, "-l".to_string());
         // The zone database too (zoneinfo, Intl, TZ=...), where the system has one.
-        if let Ok(zoneinfo) = std::fs::canonicalize(ZONEINFO) {
+        if let Ok(zoneinfo) = h_sandbox::canonical(Path::new(ZONEINFO)) {
             add(zoneinfo, FsAccess::Read, "-l: the time zone database".to_string());
         }
     }
@@ -351,7 +351,7 @@ fn learning(
         .probes
         .iter()
         .chain(PROGRAM_PROBES)
-        .map(|&(path, _)| std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path)))
+        .map(|&(path, _)| h_sandbox::canonical(Path::new(path)).unwrap_or_else(|_| PathBuf::from(path)))
         .collect();
     h_sandbox::Learning { command, search_path, cpu_seconds: budget.cpu_seconds, probes }
 }

@@ -31,14 +31,14 @@ fn locate(name: &OsStr, search_path: Option<&OsStr>) -> Result<PathBuf, String> 
         if !executable_file(path) {
             return Err(format!("--allow-exec {shown}: not an executable file"));
         }
-        return std::fs::canonicalize(path).map_err(|error| format!("--allow-exec {shown}: {error}"));
+        return h_sandbox::canonical(path).map_err(|error| format!("--allow-exec {shown}: {error}"));
     }
     let search_path = search_path.ok_or_else(|| format!("--allow-exec {shown}: PATH is not set"))?;
     std::env::split_paths(search_path)
         .map(|dir| dir.join(name))
         .find(|candidate| executable_file(candidate))
         .ok_or_else(|| format!("--allow-exec {shown}: not found on PATH"))
-        .and_then(|path| std::fs::canonicalize(&path).map_err(|error| format!("--allow-exec {shown}: {error}")))
+        .and_then(|path| h_sandbox::canonical(&path).map_err(|error| format!("--allow-exec {shown}: {error}")))
 }
 
 /// The interpreter a `#!` line names, if the file starts with one.
@@ -66,7 +66,7 @@ pub fn resolve(name: &OsStr, search_path: Option<&OsStr>) -> Result<GrantedProgr
             ));
         }
         let interpreter =
-            std::fs::canonicalize(&interpreter).map_err(|error| format!("--allow-exec {shown}: {error}"))?;
+            h_sandbox::canonical(&interpreter).map_err(|error| format!("--allow-exec {shown}: {error}"))?;
         objects.push(interpreter);
     } else {
         objects.push(path.clone());
