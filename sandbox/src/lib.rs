@@ -4,6 +4,7 @@
 //! [`apply`] before the script's first line. Every stage fails closed: an error from any stage is
 //! returned before the next one starts, and the host must exit without running the script.
 
+pub mod arguments;
 mod capabilities;
 mod descriptors;
 mod environment;
@@ -150,7 +151,7 @@ pub fn apply(policy: &Policy) -> Result<Applied, SandboxError> {
     timing::mark("apply");
     threads::ensure_single_threaded()?;
     descriptors::close_inherited().map_err(SandboxError::Descriptors)?;
-    let original = environment::original_areas(std::env::args_os().len());
+    let original = environment::original_areas(arguments::all().len());
     environment::replace(&policy.environment);
     environment::scrub_original(&original, &policy.visible_arguments).map_err(SandboxError::Environment)?;
     timing::mark("environment");

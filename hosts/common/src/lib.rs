@@ -99,6 +99,68 @@ const PROGRAM_PROBES: &[(&str, &str)] =
 /// The time zone database `-l` grants with `/etc/localtime`.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
 
+/// A host's C `main`: `h_host::main!(run)` at the top of a `#![no_main]` binary. The host starts
+/// from the C library's call of `main`, without Rust's runtime start-up, which costs every run
+/// 70–120 µs (`docs/overhead.md`) for what a host does not need (a stack-overflow handler; on
+/// glibc it reads `/proc/self/maps`). What the runtime did that h relies on, [`enter`] does.
+#[macro_export]
+macro_rules! main {
+    ($run:path) => {
+        #[no_mangle]
+        extern "C" fn main(argc: ::std::ffi::c_int, argv: *const *const ::std::ffi::c_char) -> ::std::ffi::c_int {
+            // SAFETY: the C library calls `main` with its argument count and vector.
+            unsafe { $crate::enter(argc, argv, $run) }
+        }
+    };
+}
+
+/// Records the arguments, makes sure descriptors 0, 1 and 2 are open (on /dev/null where they
+/// are not, so that nothing the host opens takes their place) and ignores SIGPIPE (a write to
+/// a closed pipe fails with EPIPE, which the host and its supervisor handle), as Rust's runtime
+/// does; then runs the host and exits with its status (flushing stdout, as `exit` does).
+///
+/// # Safety
+/// `argc` and `argv` must be what the C library passed to `main`.
+pub unsafe fn enter(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char, run: fn() -> u8) -> ! {
+    // SAFETY: the caller passes main's own arguments.
+    unsafe { h_sandbox::arguments::record(argc, argv) };
+    if let Err(error) = open_missing_stdio() {
+        let arguments = h_sandbox::arguments::all();
+        let program = arguments.first().and_then(|name| Path::new(name).file_name()).unwrap_or_default();
+        fail(
+            &program.to_string_lossy(),
+            format!("cannot open /dev/null in place of a closed standard descriptor: {error}"),
+        );
+    }
+    // SAFETY: SIG_IGN is a valid disposition for SIGPIPE; no handler code is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    exit(i32::from(run()))
+}
+
+/// Opens /dev/null on each of descriptors 0, 1 and 2 that is closed.
+fn open_missing_stdio() -> std::io::Result<()> {
+    let mut descriptors = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: poll reads and writes the three entries of the array it is given.
+    let polled = unsafe { libc::poll(descriptors.as_mut_ptr(), 3, 0) };
+    for entry in descriptors {
+        let closed = if polled >= 0 {
+            entry.revents & libc::POLLNVAL != 0
+        } else {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(entry.fd, libc::F_GETFD) };
+            flags == -1
+        };
+        if closed {
+            // SAFETY: a NUL-terminated path; the lowest free descriptor, this one, is returned.
+            let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if opened != entry.fd {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Prints `HOST: message` and exits 1: the one way every host reports bad input or a failed stage.
 pub fn fail(host: &str, message: impl std::fmt::Display) -> ! {
     let _ = writeln!(std::io::stderr(), "{host}: {message}");
@@ -337,7 +399,7 @@ fn learning(
     search_path: Option<OsString>,
     budget: &h_sandbox::RunBudget,
 ) -> h_sandbox::Learning {
-    let arguments: Vec<OsString> = std::env::args_os().collect();
+    let arguments: Vec<OsString> = h_sandbox::arguments::all();
     // Everything before the script and its arguments is the host's name and its options.
     let options_end = arguments.len().saturating_sub(options.script_args.len() + 1);
     let command = arguments
@@ -382,7 +444,8 @@ pub fn start(profile: &HostProfile) -> Started {
 }
 
 fn prepare(profile: &HostProfile) -> Result<Started, StartError> {
-    let request = cli::parse(std::env::args_os().skip(1)).map_err(|error| StartError::Usage(error.0))?;
+    let request =
+        cli::parse(h_sandbox::arguments::all().into_iter().skip(1)).map_err(|error| StartError::Usage(error.0))?;
     let options = match request {
         Request::Help => {
             print!("{}", cli::help(profile.name, profile.language));

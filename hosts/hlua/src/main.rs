@@ -1,6 +1,6 @@
 //! hlua: a Lua 5.4 interpreter (embedded, vendored) that runs its script under h's sandbox.
 
-use std::process::ExitCode;
+#![no_main]
 
 use h_host::HostProfile;
 use h_sandbox::{FsAccess, Limit, Resource};
@@ -85,7 +85,10 @@ static PROFILE: HostProfile = HostProfile {
 /// Exit status for an uncaught error in the script (SPEC).
 const SCRIPT_ERROR: u8 = 2;
 
-fn main() -> ExitCode {
+h_host::main!(host_main);
+
+/// The host: applies the sandbox, then runs the script; returns the exit status.
+fn host_main() -> u8 {
     let started = h_host::start(&PROFILE);
     // SAFETY: `unsafe_new_with` opens the whole standard library `lua` has, `debug` included:
     // the kernel is the boundary, not the Lua API (forged bytecode and the debug library reach
@@ -109,10 +112,10 @@ fn main() -> ExitCode {
     h_sandbox::timing::mark("script");
     h_sandbox::timing::report();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(error) => {
             eprintln!("hlua: {error}");
-            ExitCode::from(SCRIPT_ERROR)
+            SCRIPT_ERROR
         }
     }
 }

@@ -4,9 +4,10 @@
 //! threads (V8's platform workers, libuv's threadpool, worker_threads) start after the filter is
 //! installed, so every one of them is under it.
 
+#![no_main]
+
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 
 use h_host::HostProfile;
 use h_sandbox::exec::Interpreter;
@@ -118,7 +119,10 @@ static PROFILE: HostProfile = HostProfile {
 /// hnode's to decide, so the variable is refused even when named with `--env`.
 const REFUSED_VARIABLES: &[(&str, &str)] = &[("NODE_OPTIONS", "node's flags are hnode's to decide")];
 
-fn main() -> ExitCode {
+h_host::main!(host_main);
+
+/// The host: applies the sandbox, then runs the script; returns the exit status.
+fn host_main() -> u8 {
     let node = match Interpreter::locate(Path::new(node::NODE)) {
         Ok(node) => node,
         Err(error) => h_host::fail(PROFILE.name, error),

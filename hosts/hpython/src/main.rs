@@ -6,12 +6,13 @@
 //! (resolved at build time) so that getpath searches nothing. The script runs as `__main__`,
 //! as `python3 SCRIPT` runs it, with `sys.argv = [SCRIPT, *ARGS]`.
 
+#![no_main]
+
 use std::ffi::{CStr, CString, OsStr};
 use std::io::Write as _;
 use std::os::fd::IntoRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::process::ExitCode;
 
 use h_host::HostProfile;
 use h_sandbox::{FsAccess, Limit, Resource};
@@ -286,7 +287,10 @@ fn configure_and_start(config: &mut ffi::PyConfig, started: &h_host::Started) ->
     check(unsafe { ffi::Py_InitializeFromConfig(config) }, "startup")
 }
 
-fn main() -> ExitCode {
+h_host::main!(host_main);
+
+/// The host: applies the sandbox, then runs the script; returns the exit status.
+fn host_main() -> u8 {
     let started = h_host::start(&PROFILE);
     if let Err(message) = initialise(&started) {
         h_host::fail(PROFILE.name, message);
@@ -299,10 +303,10 @@ fn main() -> ExitCode {
     h_sandbox::timing::mark("finalised");
     h_sandbox::timing::report();
     if !succeeded {
-        ExitCode::from(SCRIPT_ERROR)
+        SCRIPT_ERROR
     } else if finalised < 0 {
-        ExitCode::from(FLUSH_FAILED)
+        FLUSH_FAILED
     } else {
-        ExitCode::SUCCESS
+        0
     }
 }

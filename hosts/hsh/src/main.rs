@@ -2,9 +2,10 @@
 //! replaces itself with the real bash found at build time (`bash --norc --noprofile -p -- SCRIPT
 //! ARGS...`), which inherits the whole sandbox and the scrubbed environment.
 
+#![no_main]
+
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 
 use h_host::HostProfile;
 use h_sandbox::exec::Interpreter;
@@ -92,7 +93,10 @@ static PROFILE: HostProfile = HostProfile {
     address_space_beyond_memory: ADDRESS_SPACE_BEYOND_MEMORY,
 };
 
-fn main() -> ExitCode {
+h_host::main!(host_main);
+
+/// The host: applies the sandbox, then runs the script; returns the exit status.
+fn host_main() -> u8 {
     let bash = match Interpreter::locate(Path::new(bash::BASH)) {
         Ok(bash) => bash,
         Err(error) => h_host::fail(PROFILE.name, error),
