@@ -110,6 +110,10 @@ pub struct Case {
     /// On a terminal: text typed once the output so far contains `after` (in order).
     #[serde(default)]
     pub send: Vec<Typed>,
+    /// On a terminal: keys already typed when the run starts (queued on the terminal before
+    /// the command is spawned, as a user types ahead of a slow prompt).
+    #[serde(default)]
+    pub typed_ahead: String,
 }
 
 /// Text typed on the terminal of a case once its output shows `after`.

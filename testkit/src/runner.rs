@@ -299,7 +299,7 @@ impl Runner {
         }
         let timeout = Duration::from_secs(case.timeout.saturating_mul(self.timeout_factor));
         let outcome = if case.terminal {
-            execute_on_terminal(command, &case.send, timeout)
+            execute_on_terminal(command, &case.typed_ahead, &case.send, timeout)
         } else {
             // A fresh process group: the case cannot reach the terminal of whoever runs the tests.
             command.process_group(0);

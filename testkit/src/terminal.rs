@@ -33,15 +33,24 @@ fn open_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
 }
 
-/// Runs `command` on a new pseudo-terminal, typing each `send` text once the output contains its
-/// `after` text (searched after the previous one matched), killing it after `timeout`. The
-/// command must not have been put in a process group of its own: it becomes a session leader.
-pub fn execute_on_terminal(mut command: Command, send: &[Typed], timeout: Duration) -> Outcome {
+/// Runs `command` on a new pseudo-terminal, with `typed_ahead` already typed, typing each `send`
+/// text once the output contains its `after` text (searched after the previous one matched),
+/// killing it after `timeout`. The command must not have been put in a process group of its own:
+/// it becomes a session leader.
+pub fn execute_on_terminal(mut command: Command, typed_ahead: &str, send: &[Typed], timeout: Duration) -> Outcome {
     let failed = |why: String| Outcome { status: None, stdout: String::new(), stderr: why };
     let (master, slave) = match open_pair() {
         Ok(pair) => pair,
         Err(error) => return failed(format!("cannot open a pseudo-terminal: {error}")),
     };
+    if !typed_ahead.is_empty() {
+        // SAFETY: the text is valid for its length; the master is ours. The terminal's line
+        // discipline takes the keys now, before any process reads them.
+        let written = unsafe { libc::write(master.as_raw_fd(), typed_ahead.as_ptr().cast(), typed_ahead.len()) };
+        if usize::try_from(written).ok() != Some(typed_ahead.len()) {
+            return failed(format!("cannot type ahead on the terminal: {}", std::io::Error::last_os_error()));
+        }
+    }
     let clone = |fd: &OwnedFd| fd.try_clone().map(Stdio::from);
     match (clone(&slave), clone(&slave), clone(&slave)) {
         (Ok(stdin), Ok(stdout), Ok(stderr)) => command.stdin(stdin).stdout(stdout).stderr(stderr),

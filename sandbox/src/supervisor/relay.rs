@@ -162,6 +162,12 @@ impl Pump {
         self
     }
 
+    /// Bytes to write before anything read from the source (the keys typed ahead on the
+    /// caller's terminal before it went raw).
+    pub(crate) fn queue(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
     pub(crate) fn direction(&self) -> Direction {
         self.direction
     }

@@ -287,12 +287,17 @@ impl SupervisorSide {
     pub(crate) fn start(&mut self) {
         let Some(terminal) = &mut self.terminal else { return };
         let Some(keys) = terminal.keys else { return };
-        terminal.raw_mode = RawMode::enter(keys);
-        if terminal.raw_mode.is_none() {
-            // Not switchable: the keys stay with the caller's terminal.
-            if let Some(pump) = self.keys_pump.and_then(|index| self.pumps.get_mut(index)) {
-                pump.stop();
+        let pump = self.keys_pump.and_then(|index| self.pumps.get_mut(index));
+        match (RawMode::enter(keys), pump) {
+            (Some((raw_mode, typed_ahead)), pump) => {
+                terminal.raw_mode = Some(raw_mode);
+                if let Some(pump) = pump {
+                    pump.queue(&typed_ahead);
+                }
             }
+            // Not switchable: the keys stay with the caller's terminal.
+            (None, Some(pump)) => pump.stop(),
+            (None, None) => {}
         }
     }
 

@@ -29,10 +29,46 @@ pub(crate) fn in_foreground(fd: RawFd) -> bool {
     unsafe { libc::tcgetpgrp(fd) == libc::getpgrp() }
 }
 
+/// The most typed-ahead input taken before the switch to raw mode (one pipe page, the key
+/// pump's own bound).
+const TYPED_AHEAD_MAX: usize = 4096;
+
+/// The complete lines and end-of-file marks already typed on `fd`, a terminal in canonical mode,
+/// taken before the switch to raw mode, which would make each end-of-file mark (a typed ^D, or
+/// the one `script` sends when its input ends) readable as a NUL byte: the lines as they were
+/// typed, each mark as the `VEOF` character, so that the private terminal, which has the same
+/// modes, makes them an end of file again. An unfinished line stays for the raw reads.
+fn typed_ahead(fd: RawFd, modes: &libc::termios) -> Vec<u8> {
+    let mut typed = Vec::new();
+    if modes.c_lflag & libc::ICANON == 0 {
+        return typed;
+    }
+    let mut line = [0u8; TYPED_AHEAD_MAX];
+    while typed.len() < TYPED_AHEAD_MAX {
+        let mut ready = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd of ours, for the call. In canonical mode a terminal is readable
+        // only with a whole line or an end-of-file mark queued, so the read below cannot block.
+        if unsafe { libc::poll(&mut ready, 1, 0) } != 1 || ready.revents & libc::POLLIN == 0 {
+            break;
+        }
+        let room = TYPED_AHEAD_MAX - typed.len();
+        // SAFETY: `line` is writable for `room` bytes.
+        let read = unsafe { libc::read(fd, line.as_mut_ptr().cast(), room) };
+        match usize::try_from(read) {
+            Ok(0) => typed.push(modes.c_cc[libc::VEOF]),
+            Ok(length) => typed.extend_from_slice(&line[..length]),
+            Err(_) => break,
+        }
+    }
+    typed
+}
+
 impl RawMode {
-    /// Switches `fd` to raw mode; `None` when it is not a terminal or cannot be changed.
-    pub(crate) fn enter(fd: RawFd) -> Option<RawMode> {
+    /// Switches `fd` to raw mode; `None` when it is not a terminal or cannot be changed. Also
+    /// returns what was typed ahead in canonical mode ([`typed_ahead`]), for the private terminal.
+    pub(crate) fn enter(fd: RawFd) -> Option<(RawMode, Vec<u8>)> {
         let saved = modes(fd)?;
+        let typed = typed_ahead(fd, &saved);
         let mut raw = saved;
         raw.c_iflag &= !(libc::IGNBRK
             | libc::BRKINT
@@ -47,7 +83,7 @@ impl RawMode {
         raw.c_cc[libc::VMIN] = 1;
         raw.c_cc[libc::VTIME] = 0;
         // SAFETY: `raw` is a complete termios copied from the terminal's own.
-        (unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &raw) } == 0).then_some(RawMode { fd, saved })
+        (unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &raw) } == 0).then_some((RawMode { fd, saved }, typed))
     }
 
     /// Puts the caller's modes back; input typed meanwhile stays queued for the caller.
