@@ -17,8 +17,10 @@
  * LAYERS is applied in order before the loop, each letter one layer: '-' nothing, 'a' a seccomp
  * filter that allows every call whatever its arguments (the kernel caches its verdict), 'c' a
  * filter that reads openat's flags (run on every openat), 'r' a landlock domain with one rule
- * at /, 'd' a landlock domain with one rule at FILE's directory. Each process measures itself
- * once; run it several times.
+ * at /, 'd' a landlock domain with one rule at FILE's directory, 'h' the same rule as h grants
+ * reading (READ_FILE and READ_DIR) in a domain that handles what h's handle for files up to
+ * IOCTL_DEV (ABI 5), so that every open also asks for TRUNCATE and IOCTL_DEV, which no read
+ * grant gives. Each process measures itself once; run it several times.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -48,12 +50,13 @@ static double now_ns(void) {
     return at.tv_sec * 1e9 + at.tv_nsec;
 }
 
-static void landlock_layer(const char *beneath) {
-    struct landlock_ruleset_attr handled = { .handled_access_fs = (1ULL << 13) - 1 };
+/* A domain handling `handled` with one rule at `beneath` granting `granted`. */
+static void landlock_layer(const char *beneath, unsigned long long handled_access, unsigned long long granted) {
+    struct landlock_ruleset_attr handled = { .handled_access_fs = handled_access };
     int ruleset = syscall(SYS_landlock_create_ruleset, &handled, sizeof handled, 0);
     if (ruleset < 0)
         fail("landlock_create_ruleset");
-    struct landlock_path_beneath_attr rule = { .allowed_access = (1ULL << 13) - 1 };
+    struct landlock_path_beneath_attr rule = { .allowed_access = granted };
     rule.parent_fd = open(beneath, O_PATH | O_CLOEXEC);
     if (rule.parent_fd < 0 || syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0))
         fail("landlock_add_rule");
@@ -88,8 +91,11 @@ static void apply_layers(const char *layers, const char *directory) {
         case '-': break;
         case 'a': seccomp_layer(allow_all, 1); break;
         case 'c': seccomp_layer(check_openat, 6); break;
-        case 'r': landlock_layer("/"); break;
-        case 'd': landlock_layer(directory); break;
+        case 'r': landlock_layer("/", (1ULL << 13) - 1, (1ULL << 13) - 1); break;
+        case 'd': landlock_layer(directory, (1ULL << 13) - 1, (1ULL << 13) - 1); break;
+        case 'h':
+            landlock_layer(directory, (1ULL << 16) - 1, LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR);
+            break;
         default: fprintf(stderr, "unknown layer %c\n", *layer); exit(1);
         }
     }
