@@ -99,13 +99,18 @@ const PROGRAM_PROBES: &[(&str, &str)] =
 /// The time zone database `-l` grants with `/etc/localtime`.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
 
-/// A host's C `main`: `h_host::main!(run)` at the top of a `#![no_main]` binary. The host starts
-/// from the C library's call of `main`, without Rust's runtime start-up, which costs every run
-/// 70–120 µs (`docs/overhead.md`) for what a host does not need (a stack-overflow handler; on
-/// glibc it reads `/proc/self/maps`). What the runtime did that h relies on, [`enter`] does.
+/// A host's C `main`: `h_host::main!(run)` in a binary marked `#![cfg_attr(not(test),
+/// no_main)]`. The host starts from the C library's call of `main`, without Rust's runtime
+/// start-up, which costs every run 70–120 µs (`docs/overhead.md`) for what a host does not need
+/// (a stack-overflow handler; on glibc it reads `/proc/self/maps`). What the runtime did that h
+/// relies on, [`enter`] does.
 #[macro_export]
 macro_rules! main {
     ($run:path) => {
+        // A unit-test build of the host has libtest's own `main` (and keeps `host_main` in use).
+        #[cfg(test)]
+        const _: fn() -> u8 = $run;
+        #[cfg(not(test))]
         #[no_mangle]
         extern "C" fn main(argc: ::std::ffi::c_int, argv: *const *const ::std::ffi::c_char) -> ::std::ffi::c_int {
             // SAFETY: the C library calls `main` with its argument count and vector.

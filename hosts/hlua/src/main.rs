@@ -1,6 +1,6 @@
 //! hlua: a Lua 5.4 interpreter (embedded, vendored) that runs its script under h's sandbox.
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 use h_host::HostProfile;
 use h_sandbox::{FsAccess, Limit, Resource};

@@ -4,7 +4,7 @@
 //! threads (V8's platform workers, libuv's threadpool, worker_threads) start after the filter is
 //! installed, so every one of them is under it.
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! (resolved at build time) so that getpath searches nothing. The script runs as `__main__`,
 //! as `python3 SCRIPT` runs it, with `sys.argv = [SCRIPT, *ARGS]`.
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io::Write as _;

@@ -2,7 +2,7 @@
 //! replaces itself with the real bash found at build time (`bash --norc --noprofile -p -- SCRIPT
 //! ARGS...`), which inherits the whole sandbox and the scrubbed environment.
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::OsString;
 use std::path::Path;
