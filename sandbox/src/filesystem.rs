@@ -6,11 +6,12 @@
 //! user asked for a degraded run.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::paths;
+use crate::supervisor::sys;
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
@@ -203,13 +204,7 @@ fn open_path(path: &Path) -> Result<OwnedFd, LandlockError> {
     let error = |source| LandlockError::Path { path: path.to_path_buf(), source };
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| error(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    // SAFETY: `c_path` is NUL-terminated; O_PATH opens neither read nor write and takes no mode.
-    let descriptor = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if descriptor < 0 {
-        return Err(error(std::io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just returned this descriptor, open and owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(descriptor) })
+    sys::open(&c_path, libc::O_PATH | libc::O_CLOEXEC).map_err(error)
 }
 
 fn is_directory(descriptor: &OwnedFd) -> bool {

@@ -35,7 +35,7 @@ mod relay;
 mod resolver;
 mod signals;
 pub(crate) mod stdio;
-mod sys;
+pub(crate) mod sys;
 mod terminal;
 
 use std::io;

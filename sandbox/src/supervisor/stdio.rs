@@ -98,7 +98,8 @@ pub(crate) struct Plan {
     pub(crate) terminal_path: Option<PathBuf>,
 }
 
-const PAGE: usize = 4096;
+/// A pipe page: the most stdin is read ahead, and the most keys the supervisor takes at once.
+pub(super) const PAGE: usize = 4096;
 
 fn open_null() -> io::Result<OwnedFd> {
     sys::open(c"/dev/null", libc::O_RDWR | libc::O_CLOEXEC)

@@ -6,6 +6,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use super::stdio::PAGE;
 use super::sys;
 
 /// The caller's terminal in raw mode, with the modes to restore.
@@ -29,29 +30,26 @@ pub(crate) fn in_foreground(fd: RawFd) -> bool {
     unsafe { libc::tcgetpgrp(fd) == libc::getpgrp() }
 }
 
-/// The most typed-ahead input taken before the switch to raw mode (one pipe page, the key
-/// pump's own bound).
-const TYPED_AHEAD_MAX: usize = 4096;
-
 /// The complete lines and end-of-file marks already typed on `fd`, a terminal in canonical mode,
 /// taken before the switch to raw mode, which would make each end-of-file mark (a typed ^D, or
 /// the one `script` sends when its input ends) readable as a NUL byte: the lines as they were
 /// typed, each mark as the `VEOF` character, so that the private terminal, which has the same
-/// modes, makes them an end of file again. An unfinished line stays for the raw reads.
+/// modes, makes them an end of file again. At most a [`PAGE`]; an unfinished line stays for
+/// the raw reads.
 fn typed_ahead(fd: RawFd, modes: &libc::termios) -> Vec<u8> {
     let mut typed = Vec::new();
     if modes.c_lflag & libc::ICANON == 0 {
         return typed;
     }
-    let mut line = [0u8; TYPED_AHEAD_MAX];
-    while typed.len() < TYPED_AHEAD_MAX {
+    let mut line = [0u8; PAGE];
+    while typed.len() < PAGE {
         let mut ready = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd of ours, for the call. In canonical mode a terminal is readable
         // only with a whole line or an end-of-file mark queued, so the read below cannot block.
         if unsafe { libc::poll(&mut ready, 1, 0) } != 1 || ready.revents & libc::POLLIN == 0 {
             break;
         }
-        let room = TYPED_AHEAD_MAX - typed.len();
+        let room = PAGE - typed.len();
         // SAFETY: `line` is writable for `room` bytes.
         let read = unsafe { libc::read(fd, line.as_mut_ptr().cast(), room) };
         match usize::try_from(read) {
