@@ -1,6 +1,7 @@
 //! The supervisor hardens itself once it holds the listener, before the script can run: no core
 //! dumps, the host's file-size limit on what it relays into a file, no capabilities,
-//! `no_new_privs` and its own kill-on-deny filter (`filters/supervisor.toml`). Its landlock
+//! `no_new_privs` and its own kill-on-deny filter (`filters/supervisor.toml`); in passing it lets
+//! go of the host program's read-only pages (`program_pages`). Its landlock
 //! domain is the run's outer one, entered before the fork (`filesystem::restrict_run`).
 
 use crate::capabilities;
@@ -45,6 +46,9 @@ pub(crate) fn harden(own_uid: Option<u32>, output_limit: Option<u64>, inspects_a
     let keep = if inspects_as_root { 1u64 << capabilities::CAP_SYS_PTRACE } else { 0 };
     capabilities::drop_all_but(own_uid, keep).map_err(|error| error.to_string())?;
     privileges::set_no_new_privs().map_err(|error| error.to_string())?;
+    // Before the filter, which has no rule for madvise: the supervisor's exit then has less to
+    // unmap while the caller waits (program_pages).
+    super::program_pages::release();
     syscall_filter::install(&supervisor_filter::PROGRAM, supervisor_filter::PROGRAM.instructions, Listener::None)
         .map_err(|error| error.to_string())?;
     Ok(())

@@ -30,6 +30,7 @@ pub(crate) mod learning;
 mod names;
 pub(crate) mod network;
 mod paths;
+mod program_pages;
 mod refusals;
 mod relay;
 mod resolver;
