@@ -5,7 +5,8 @@
 //! it meets the row's goal from the manifest) and written to `target/bench/overhead.md`; where
 //! bubblewrap or firejail is installed, the same workload under it too. `--breakdown` builds the
 //! hosts with the `timing` feature and prints where the start-up time goes, stage by stage
-//! (median of many runs).
+//! (median of many runs), from the spawn to the caller's wait, with the bare interpreter's whole
+//! run beside it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -239,7 +240,18 @@ fn parse_marks(stderr: &str) -> Option<(Marks, Marks)> {
     Some((host, supervisor))
 }
 
-/// Builds the hosts with start-up timestamps and prints the median time of each stage.
+/// CLOCK_MONOTONIC in microseconds, the clock of the hosts' timing marks.
+fn monotonic_micros() -> u64 {
+    // SAFETY: an all-zero timespec is valid storage; clock_gettime fills it.
+    let mut time: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: CLOCK_MONOTONIC and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut time) };
+    time.tv_sec as u64 * 1_000_000 + time.tv_nsec as u64 / 1000
+}
+
+/// Builds the hosts with start-up timestamps and prints the median time of each stage, from the
+/// spawn (the caller's clock, the same monotonic clock as the marks) to the caller's wait, and
+/// the bare interpreter's whole run beside it.
 fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest]) -> Result<()> {
     let target = root.join("target/timing");
     let timing = |host: &str| vec!["--features".to_string(), format!("{host}/timing")];
@@ -256,7 +268,14 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest
             Some((_, values)) => values.push(micros),
             None => stages.push((stage, vec![micros])),
         };
+        // The bare interpreter runs once after each run of the host, so that both see the same
+        // machine (its speed drifts within minutes).
+        let bare = program_path(root, &manifest.bench.bare[0])?;
+        let mut bare_command = manifest.bench.bare.clone();
+        bare_command.extend(workload.script.iter().cloned());
+        let bare_stage = format!("the bare interpreter, spawn to wait ({})", bare_command.join(" "));
         for _ in 0..RUNS {
+            let spawned = monotonic_micros();
             let output = Command::new(&binary)
                 .arg(script)
                 .current_dir(root)
@@ -264,9 +283,12 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest
                 .env("PATH", PATH)
                 .output()
                 .with_context(|| format!("running {}", binary.display()))?;
+            let waited = monotonic_micros();
             let Some((host_marks, supervisor_marks)) = parse_marks(&String::from_utf8_lossy(&output.stderr)) else {
                 bail!("{host}: the timing build printed no marks");
             };
+            let first = host_marks.first().map_or(0, |(_, at)| *at);
+            record("before main (exec, the loader, the C library)".to_string(), first.saturating_sub(spawned));
             for pair in host_marks.windows(2) {
                 record(format!("host: {}", pair[1].0), pair[1].1.saturating_sub(pair[0].1));
             }
@@ -282,9 +304,13 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest
                 record(stage.clone(), at.saturating_sub(previous));
                 previous = *at;
             }
-            let first = host_marks.first().map_or(0, |(_, at)| *at);
             record("total from main to the supervisor's exit".to_string(), previous.saturating_sub(first));
+            record("after it (the supervisor's exit, the caller's wait)".to_string(), waited.saturating_sub(previous));
+            record("total from the spawn to the caller's wait".to_string(), waited.saturating_sub(spawned));
+            let bare_millis = time_once(root, &bare, &bare_command)?;
+            record(bare_stage.clone(), (bare_millis * 1000.0) as u64);
         }
+
         println!("\n{host}: median µs per stage over {RUNS} runs of {script} (cargo xtask bench --breakdown)");
         println!(
             "  (each stage: from the previous mark; \"supervisor: host ended\" is measured from the host's last mark)"
