@@ -273,7 +273,7 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest
         let bare = program_path(root, &manifest.bench.bare[0])?;
         let mut bare_command = manifest.bench.bare.clone();
         bare_command.extend(workload.script.iter().cloned());
-        let bare_stage = format!("the bare interpreter, spawn to wait ({})", bare_command.join(" "));
+        let bare_stage = "the bare interpreter, spawn to wait".to_string();
         for _ in 0..RUNS {
             let spawned = monotonic_micros();
             let output = Command::new(&binary)
@@ -310,14 +310,14 @@ fn breakdowns(root: &Path, rows: &[(Manifest, Workload)], manifests: &[&Manifest
             let bare_millis = time_once(root, &bare, &bare_command)?;
             record(bare_stage.clone(), (bare_millis * 1000.0) as u64);
         }
-
         println!("\n{host}: median µs per stage over {RUNS} runs of {script} (cargo xtask bench --breakdown)");
+        println!("  (the bare interpreter: {}, once after each run)", bare_command.join(" "));
         println!(
             "  (each stage: from the previous mark; \"supervisor: host ended\" is measured from the host's last mark)"
         );
         for (stage, mut values) in stages {
             values.sort_unstable();
-            println!("  {stage:<48} {:>6}", values[values.len() / 2]);
+            println!("  {stage:<52} {:>6}", values[values.len() / 2]);
         }
     }
     Ok(())
