@@ -70,19 +70,15 @@ unsafe extern "C" fn collect(
     // SAFETY: the loader's program header table of this object has `dlpi_phnum` entries.
     let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
     let base = info.dlpi_addr as usize;
-    let own: Vec<Segment> = headers
-        .iter()
-        .filter(|header| header.p_type == libc::PT_LOAD)
-        .map(|header| Segment {
-            start: base.wrapping_add(header.p_vaddr as usize),
-            length: header.p_memsz as usize,
-            writable: header.p_flags & libc::PF_W != 0,
-        })
-        .collect();
     // SAFETY: as above; the dynamic section, when there is one, is mapped at its address.
-    if !unsafe { has_text_relocations(headers, base) } {
-        segments.extend(own);
+    if unsafe { has_text_relocations(headers, base) } {
+        return 0;
     }
+    segments.extend(headers.iter().filter(|header| header.p_type == libc::PT_LOAD).map(|header| Segment {
+        start: base.wrapping_add(header.p_vaddr as usize),
+        length: header.p_memsz as usize,
+        writable: header.p_flags & libc::PF_W != 0,
+    }));
     0
 }
 
