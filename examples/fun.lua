@@ -2,7 +2,8 @@
 -- cache-cleaning helper, runs a shell command, exactly the trick from the original h's README.
 -- Under hlua no process is ever created: the call fails inside the game (os.execute returns
 -- nil, "Operation not permitted"), hlua names it on stderr,
---     hlua: sandbox refused clone3
+--     hlua: sandbox refused pipe2
+-- (the first step of starting a process: the pipe musl's posix_spawn makes before the clone)
 -- and the game goes on. With `hlua -k` the first refused call ends the run instead (SIGSYS, 159).
 
 local maze = {

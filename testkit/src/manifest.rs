@@ -264,14 +264,14 @@ mod tests {
         assert_eq!(hello("hlua"), Some(Some(1.10)), "issue 15's goal for hlua's hello");
     }
 
-    /// The launchers that exec their interpreter are built with musl, for its target; the hosts
-    /// that run their interpreter in the process keep glibc (hpython dlopens glibc's modules).
+    /// The launchers that exec their interpreter, and hlua (Lua linked in, nothing loaded), are
+    /// built with musl, for its target; hpython keeps glibc (it dlopens glibc's modules).
     #[test]
     fn musl_hosts_and_where_their_binaries_land() {
         let manifests = manifests(root()).unwrap();
         let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
         for manifest in &manifests {
-            let musl = matches!(manifest.name.as_str(), "hsh" | "hnode");
+            let musl = matches!(manifest.name.as_str(), "hsh" | "hnode" | "hlua");
             let expected = if musl { CLibrary::Musl } else { CLibrary::Glibc };
             assert_eq!(manifest.build.c_library, expected, "{}", manifest.name);
             assert_eq!(manifest.target(), musl.then(|| target.clone()), "{}", manifest.name);

@@ -24,9 +24,11 @@ pub fn named(root: &Path, name: &str) -> Result<Manifest> {
         .with_context(|| format!("no host named {name:?} (hosts: {})", names.join(", ")))
 }
 
-/// Set when a host's target could not be installed (no rustup, or its server out of reach): the
-/// hosts that ask for musl are then built for cargo's default target, with glibc linked in, which
-/// passes every case as well but starts slower; xtask says so when it happens.
+/// Set when a host's target could not be installed (no rustup, or its server out of reach, or
+/// no musl C compiler): the hosts that ask for musl are then built for cargo's default target,
+/// with glibc linked in, which passes every case as well (but hlua's, whose refused `os.execute`
+/// is named at glibc's `clone3` instead of musl's `pipe2`) and starts slower; xtask says so when
+/// it happens.
 static TARGETS_MISSING: AtomicBool = AtomicBool::new(false);
 
 /// The target `manifest`'s host is built for in this run: its manifest's, unless that could not
@@ -36,12 +38,14 @@ pub fn target(manifest: &Manifest) -> Option<String> {
 }
 
 /// Installs the Rust standard library of every target a host is built for that rustup does not
-/// have yet (`rustup target add x86_64-unknown-linux-musl`). When that fails, the hosts are built
-/// for the default target instead ([`target`]), and a warning says why.
+/// have yet (`rustup target add x86_64-unknown-linux-musl`), and for musl's targets the C
+/// compiler that builds C code against musl (Debian's `musl-tools`: hlua's Lua). When either
+/// fails, the hosts are built for the default target instead ([`target`]), and a warning says
+/// why.
 pub fn ensure_targets(manifests: &[Manifest]) -> Result<()> {
     if let Err(error) = install_targets(manifests) {
         eprintln!(
-            "xtask: WARNING: {error:#}; hsh and hnode are built with glibc instead of musl \
+            "xtask: WARNING: {error:#}; hlua, hsh and hnode are built with glibc instead of musl \
              (the same sandbox, about 0.6 ms slower to start: docs/overhead.md)"
         );
         TARGETS_MISSING.store(true, Ordering::Relaxed);
@@ -54,10 +58,13 @@ fn install_targets(manifests: &[Manifest]) -> Result<()> {
     if wanted.is_empty() {
         return Ok(());
     }
+    if wanted.iter().any(|target| target.ends_with("-linux-musl")) {
+        crate::ensure_packages(&["musl-tools"])?;
+    }
     let listed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .context("running rustup: hsh and hnode are built for musl's target, which rustup installs")?;
+        .context("running rustup: hlua, hsh and hnode are built for musl's target, which rustup installs")?;
     let text = String::from_utf8_lossy(&listed.stdout);
     let installed: BTreeSet<&str> = text.lines().map(str::trim).collect();
     let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|target| !installed.contains(target)).collect();

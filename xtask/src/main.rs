@@ -51,7 +51,7 @@ fn is_root() -> bool {
     output.ok().and_then(|out| String::from_utf8(out.stdout).ok()).is_some_and(|uid| uid.trim() == "0")
 }
 
-fn ensure_packages(wanted: &[&str]) -> Result<()> {
+pub(crate) fn ensure_packages(wanted: &[&str]) -> Result<()> {
     let missing: Vec<&str> = wanted.iter().copied().filter(|package| !installed(package)).collect();
     if missing.is_empty() {
         return Ok(());

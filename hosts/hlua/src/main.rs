@@ -23,6 +23,9 @@ mod seccomp_programs;
 #[rustfmt::skip]
 mod seccomp_learn;
 
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 const MIB: u64 = 1 << 20;
 
 /// The memory budget (`-m`): `data`, and Lua's own heap limit a little below it, so that a memory
