@@ -6,6 +6,8 @@ use h_host::HostProfile;
 use h_sandbox::{FsAccess, Limit, Resource};
 use mlua::{Lua, LuaOptions, MultiValue, StdLib, Value};
 
+mod heap;
+
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "generated/seccomp_aarch64.rs")]
 #[rustfmt::skip]
@@ -103,12 +105,14 @@ fn host_main() -> u8 {
         h_host::fail("hlua", format!("cannot set up the package library: {error}"));
     }
     // Lua's heap stops short of the data limit, so a memory bomb ends in Lua's own "not enough
-    // memory" error (exit 2) rather than in an allocation failure outside Lua.
-    if let Some(memory) = started.memory {
-        let heap = memory.saturating_sub(16 * MIB).max(memory / 2);
-        if let Err(error) = lua.set_memory_limit(usize::try_from(heap).unwrap_or(usize::MAX)) {
-            h_host::fail("hlua", format!("cannot limit the Lua heap: {error}"));
-        }
+    // memory" error (exit 2) rather than in an allocation failure outside Lua; and an allocation
+    // the kernel refuses ends there too (heap.rs).
+    let heap = match started.memory {
+        Some(memory) => memory.saturating_sub(16 * MIB).max(memory / 2),
+        None => u64::MAX,
+    };
+    if let Err(error) = heap::install(&lua, usize::try_from(heap).unwrap_or(usize::MAX)) {
+        h_host::fail("hlua", format!("cannot limit the Lua heap: {error}"));
     }
     h_sandbox::timing::mark("interpreter");
     let result = run(&lua, &started);
