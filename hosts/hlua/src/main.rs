@@ -6,6 +6,7 @@ use h_host::HostProfile;
 use h_sandbox::{FsAccess, Limit, Resource};
 use mlua::{Lua, LuaOptions, MultiValue, StdLib, Value};
 
+mod allocator;
 mod heap;
 
 #[cfg_attr(target_arch = "x86_64", path = "generated/seccomp_x86_64.rs")]
@@ -25,8 +26,9 @@ mod seccomp_programs;
 #[rustfmt::skip]
 mod seccomp_learn;
 
+/// Every allocation of the host, Lua's states' included (mlua allocates them through Rust's).
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator::new();
 
 const MIB: u64 = 1 << 20;
 
