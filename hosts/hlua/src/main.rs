@@ -100,11 +100,11 @@ fn host_main() -> u8 {
     // SAFETY: `unsafe_new_with` opens the whole standard library `lua` has, `debug` included:
     // the kernel is the boundary, not the Lua API (forged bytecode and the debug library reach
     // nothing the sandbox has not granted). Native code is the one thing Lua could load that
-    // the policy cannot run (no executable mappings of new files), so `forbid_native_code`
+    // the policy cannot run (no executable mappings of new files), so `prepare_libraries`
     // makes package.loadlib and the C searchers fail at once with a Lua error.
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::new()) };
-    if let Err(error) = forbid_native_code(&lua) {
-        h_host::fail("hlua", format!("cannot set up the package library: {error}"));
+    if let Err(error) = prepare_libraries(&lua) {
+        h_host::fail("hlua", format!("cannot set up the standard library: {error}"));
     }
     // Lua's heap stops short of the data limit, so a memory bomb ends in Lua's own "not enough
     // memory" error (exit 2) rather than in an allocation failure outside Lua; and an allocation
@@ -134,10 +134,18 @@ fn host_main() -> u8 {
 /// are already mapped (libc's `system`, say).
 const NO_NATIVE_CODE: &str = "hlua loads no native code (package.loadlib and C modules are disabled)";
 
-/// As Lua itself does when it is built without dynamic libraries: `package.loadlib` returns
-/// `nil, message, "absent"`, and the C searchers still search `package.cpath` (so `require`
-/// lists where it looked) but raise an error instead of loading a file they find.
-const FORBID_NATIVE_CODE: &str = r#"
+/// Run once before the script (one chunk: one compilation).
+///
+/// Native code: as Lua itself does when it is built without dynamic libraries,
+/// `package.loadlib` returns `nil, message, "absent"`, and the C searchers still search
+/// `package.cpath` (so `require` lists where it looked, and `cpath` starts empty) but raise an
+/// error instead of loading a file they find.
+///
+/// Locales: musl accepts any locale name and keeps C's conventions under it (no locale data
+/// reaches the sandbox), so `os.setlocale("pt_BR")` would say yes and change nothing; a name
+/// other than C's, POSIX's and C.UTF-8 gets `nil`, as from a C library without that locale
+/// (the query, `nil`, and the environment's, `""`, go through).
+const PREPARE_LIBRARIES: &str = r#"
 local message = ...
 local searchpath = package.searchpath
 package.loadlib = function() return nil, message, "absent" end
@@ -156,13 +164,17 @@ package.searchers[4] = function(name)
   if not file then return missing end
   refuse(name, file)
 end
+package.cpath = ""
+local setlocale = os.setlocale
+local honoured = { [""] = true, C = true, POSIX = true, ["C.UTF-8"] = true }
+os.setlocale = function(locale, ...)
+  if locale ~= nil and not honoured[locale] then return nil end
+  return setlocale(locale, ...)
+end
 "#;
 
-fn forbid_native_code(lua: &Lua) -> mlua::Result<()> {
-    lua.load(FORBID_NATIVE_CODE).set_name("=hlua").call::<()>(NO_NATIVE_CODE)?;
-    let package: mlua::Table = lua.globals().get("package")?;
-    package.set("cpath", "")?;
-    Ok(())
+fn prepare_libraries(lua: &Lua) -> mlua::Result<()> {
+    lua.load(PREPARE_LIBRARIES).set_name("=hlua").call::<()>(NO_NATIVE_CODE)
 }
 
 fn run(lua: &Lua, started: &h_host::Started) -> mlua::Result<()> {
