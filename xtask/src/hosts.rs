@@ -26,9 +26,8 @@ pub fn named(root: &Path, name: &str) -> Result<Manifest> {
 
 /// Set when a host's target could not be installed (no rustup, or its server out of reach, or
 /// no musl C compiler): the hosts that ask for musl are then built for cargo's default target,
-/// with glibc linked in, which passes every case as well (but hlua's, whose refused `os.execute`
-/// is named at glibc's `clone3` instead of musl's `pipe2`) and starts slower; xtask says so when
-/// it happens.
+/// with glibc linked in, which passes every case as well and starts slower; xtask says so when it
+/// happens.
 static TARGETS_MISSING: AtomicBool = AtomicBool::new(false);
 
 /// The target `manifest`'s host is built for in this run: its manifest's, unless that could not

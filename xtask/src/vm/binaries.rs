@@ -96,7 +96,8 @@ fn take(packages: &mut Vec<Package>, name: &str) -> Result<Package> {
 fn built(manifest: Manifest, mut package: Package) -> Result<Built> {
     let name = &manifest.name;
     let binary = package.executables.remove(name).with_context(|| format!("no binary {name}"))?;
-    // A host without a build script (hlua: Lua is linked in) reads no interpreter files.
+    // A host whose build script writes no table (hlua: Lua is linked in) reads no interpreter
+    // files.
     let list = package.out_dir.map(|out_dir| out_dir.join(h_resolve::TABLE_LIST)).filter(|list| list.is_file());
     let table = match list {
         Some(list) => {
